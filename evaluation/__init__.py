@@ -1,0 +1,1 @@
+"""Evaluation: metrics, curves, prediction files and TensorBoard events."""

@@ -1,0 +1,91 @@
+"""Everything the job leaves in ``output/data`` after training.
+
+``metrics.json``, ``predict_results.pth``, ``{val,test}_predictions.<input format>`` and
+``tensorboard_eval/`` (event files with every metric and figure, ``roc_curve.png``,
+``pr_curve.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from evaluation.metrics import DEFAULT_THRESHOLD, best_f1_threshold, compute_metrics
+from evaluation.plots import pr_figure, roc_figure, save_figure
+from evaluation.predictions import prediction_frame, write_predictions
+from hyperparams import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitResult:
+    y_true: np.ndarray  # class indices
+    probs: np.ndarray  # [rows, classes]
+    frame: pd.DataFrame  # the split as read (ids and original labels)
+    file: Path
+
+
+def write_evaluation(output_dir: Path, config: Config, results: dict[str, SplitResult], step: int = 0) -> dict:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    metrics = evaluation_metrics(config, results)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    torch.save(prediction_tensors(results), output_dir / "predict_results.pth")
+    for split, result in results.items():
+        frame = prediction_frame(
+            result.frame[config.id_name], result.frame[config.label_name], result.probs, config.class_labels,
+            config.id_name, config.label_name, threshold=DEFAULT_THRESHOLD,
+        )
+        write_predictions(frame, output_dir, split, result.file)
+    write_tensorboard(output_dir / "tensorboard_eval", config, results, metrics, step)
+    return metrics
+
+
+def evaluation_metrics(config: Config, results: dict[str, SplitResult]) -> dict:
+    report = {
+        split: compute_metrics(r.y_true, r.probs, config.metric_choices, config.class_labels).to_dict()
+        for split, r in results.items()
+    }
+    if config.is_binary and "val" in results:
+        threshold = best_f1_threshold(results["val"].y_true, results["val"].probs[:, 1])
+        if threshold is not None:
+            tuned = {"threshold": threshold, "found_on": "val"}
+            for split, r in results.items():
+                at = compute_metrics(r.y_true, r.probs, ["f1_score", "precision", "recall"], config.class_labels, threshold)
+                tuned[split] = at.to_dict()
+            report["best_f1_threshold"] = tuned
+    return report
+
+
+def prediction_tensors(results: dict[str, SplitResult]) -> dict:
+    """``y_true``/``y_pred`` of the test split at the top level (the original contract), and of
+    every split under its name."""
+    per_split = {
+        split: {"y_true": torch.tensor(r.y_true), "y_pred": torch.tensor(r.probs)} for split, r in results.items()
+    }
+    top = per_split.get("test") or next(iter(per_split.values()))
+    return {**top, **per_split}
+
+
+def write_tensorboard(log_dir: Path, config: Config, results: dict[str, SplitResult], metrics: dict, step: int) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    scores = {split: (r.y_true, r.probs) for split, r in results.items()}
+    figures = {
+        "roc_curve": roc_figure(scores, config.class_labels),
+        "pr_curve": pr_figure(scores, config.class_labels),
+    }
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
+        for split in results:
+            for name, value in metrics[split].items():
+                if isinstance(value, float):
+                    writer.add_scalar(f"{split}/{name}", value, step)
+        for name, fig in figures.items():
+            writer.add_figure(f"eval/{name}", fig, step, close=False)
+            save_figure(fig, log_dir / f"{name}.png")

@@ -1,0 +1,1 @@
+"""Export: model.pth, model_artifacts.pth, tokenizer and encoder files, ONNX with a parity check."""

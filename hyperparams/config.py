@@ -1,0 +1,389 @@
+"""The job's configuration: every hyperparameter, its type, default and meaning, validated up front.
+
+A misspelt key, a value of the wrong type or two fields that contradict each other stop the job
+before any data is read, with a message that names the field and what to change. SageMaker's
+string values (``"true"``, ``"[3, 5]"``, ``"2e-5"``) are parsed before validation.
+"""
+
+from __future__ import annotations
+
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hyperparams.coercion import coerce_literal, coerce_text
+
+MODEL_CLASSES = (
+    "multimodal_bert",
+    "multimodal_cnn",
+    "multimodal_moe",
+    "multimodal_gate_fusion",
+    "multimodal_cross_attn",
+    "bert",
+    "lstm",
+)
+TEXT_ONLY_MODELS = ("bert", "lstm")
+BERT_MODELS = ("multimodal_bert", "multimodal_moe", "multimodal_gate_fusion", "multimodal_cross_attn", "bert")
+METRIC_NAMES = ("auroc", "average_precision", "f1_score", "precision", "recall", "accuracy")
+TEXT_STEP_NAMES = (
+    "dialogue_splitter",
+    "html_normalizer",
+    "emoji_remover",
+    "text_normalizer",
+    "dialogue_chunker",
+    "tokenizer",
+)
+FULL_TEXT_STEPS = list(TEXT_STEP_NAMES)
+SECONDARY_TEXT_STEPS = ["dialogue_splitter", "text_normalizer", "dialogue_chunker", "tokenizer"]
+
+ModelClass = Literal[
+    "multimodal_bert",
+    "multimodal_cnn",
+    "multimodal_moe",
+    "multimodal_gate_fusion",
+    "multimodal_cross_attn",
+    "bert",
+    "lstm",
+]
+MetricName = Literal["auroc", "average_precision", "f1_score", "precision", "recall", "accuracy"]
+TextStep = Literal[
+    "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
+]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Config(BaseModel):
+    """Hyperparameters of one training job. Field descriptions are the README's reference table."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    # --- data -----------------------------------------------------------------------------------
+    id_name: str = Field(description="Column holding each row's identifier; copied into the prediction files.")
+    text_name: str | None = Field(None, description="Text column (bimodal). Exclusive with primary/secondary_text_name.")
+    primary_text_name: str | None = Field(None, description="First text column (trimodal), e.g. a chat.")
+    secondary_text_name: str | None = Field(None, description="Second text column (trimodal), e.g. event logs.")
+    label_name: str = Field(description="Label column.")
+    full_field_list: list[str] = Field(description="Every column the job uses; each field named elsewhere must be listed here.")
+    cat_field_list: list[str] = Field(default_factory=list, description="Categorical feature columns, risk-table encoded and fed to the model.")
+    tab_field_list: list[str] = Field(default_factory=list, description="Numeric feature columns, mean-imputed and fed to the model.")
+    categorical_features_to_encode: list[str] | None = Field(
+        None,
+        description="Subset of cat_field_list to risk-table encode; the rest must already be numeric. Default: all of cat_field_list.",
+    )
+    train_filename: str | None = Field(None, description="File in the train channel; default: the first .csv/.tsv/.parquet in sorted order.")
+    val_filename: str | None = Field(None, description="File in the val channel; default as for train.")
+    test_filename: str | None = Field(None, description="File in the test channel; default as for train.")
+
+    # --- model ----------------------------------------------------------------------------------
+    model_class: ModelClass = Field("multimodal_bert", description="Architecture: " + ", ".join(MODEL_CLASSES) + ".")
+    tokenizer: str = Field(
+        "bert-base-uncased", description="Hugging Face model id or local folder holding the tokenizer and the BERT weights."
+    )
+    num_classes: int = Field(2, ge=2, description="Number of classes (2 for binary).")
+    is_binary: bool = Field(True, description="Binary task (labels 0/1, or the two multiclass_categories in order).")
+    multiclass_categories: list[int | str] | None = Field(
+        None, description="Class labels in class-index order; required when is_binary is false."
+    )
+    hidden_common_dim: PositiveInt = Field(100, description="Width of the tabular encoder, fusion layers and LSTM.")
+    input_tab_dim: int | None = Field(None, description="Tabular input width; derived from the field lists, an error if given and different.")
+    num_experts: PositiveInt = Field(4, description="Expert networks in multimodal_moe.")
+    gradient_checkpointing: bool = Field(False, description="Recompute BERT activations in the backward pass to save memory.")
+
+    # --- text -----------------------------------------------------------------------------------
+    max_sen_len: int = Field(512, ge=4, description="Tokens per chunk, special tokens included.")
+    chunk_trancate: bool = Field(
+        True, description="True: chunks beyond max_total_chunks are dropped (counted in the log). False: every chunk is kept."
+    )
+    max_total_chunks: PositiveInt = Field(5, description="Chunks kept per sample when chunk_trancate is true.")
+    fixed_tokenizer_length: bool = Field(False, description="Pad every chunk to max_sen_len instead of to the longest chunk in the batch.")
+    text_input_ids_key: str = Field("input_ids", description="Batch and ONNX input name of the token ids.")
+    text_attention_mask_key: str = Field("attention_mask", description="Batch and ONNX input name of the attention mask.")
+    text_processing_steps: list[TextStep] | None = Field(None, description="Text steps for text_name; default: all six.")
+    primary_text_processing_steps: list[TextStep] | None = Field(None, description="Text steps for primary_text_name; default: all six.")
+    secondary_text_processing_steps: list[TextStep] | None = Field(
+        None, description="Text steps for secondary_text_name; default: dialogue_splitter, text_normalizer, dialogue_chunker, tokenizer."
+    )
+
+    # --- preprocessing artifacts ----------------------------------------------------------------
+    smooth_factor: float = Field(0.0, ge=0.0, le=1.0, description="Risk-table smoothing: pseudo-counts of the global rate, as a share of the rows.")
+    count_threshold: int = Field(0, ge=0, description="Categories seen fewer times than this in train get the default risk.")
+    imputation_dict: dict[str, float] | None = Field(None, description="Fixed imputation values per numeric field instead of train means.")
+    risk_tables: dict[str, Any] | None = Field(None, description="Fixed risk tables ({field: {bins, default_bin}}) instead of fitting them.")
+
+    # --- training -------------------------------------------------------------------------------
+    batch_size: PositiveInt = Field(32, description="Training batch size per device.")
+    max_epochs: PositiveInt = Field(10, description="Upper bound on epochs (early stopping may end sooner).")
+    lr: float = Field(2e-5, gt=0, description="Peak learning rate.")
+    optimizer: Literal["SGD", "Adam", "AdamW"] = Field("AdamW", description="SGD (with momentum), Adam or AdamW.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay (AdamW: not applied to biases and LayerNorm weights).")
+    adam_epsilon: float = Field(1e-8, gt=0, description="Adam/AdamW epsilon.")
+    class_weights: list[Annotated[float, Field(gt=0)]] | None = Field(None, description="Cross-entropy weight per class.")
+    dropout_keep: float = Field(0.5, gt=0, le=1, description="Probability of keeping a unit in dropout layers (1 disables dropout).")
+    gradient_clip_val: float = Field(1.0, ge=0, description="Gradient norm clip; 0 disables.")
+    lr_decay: float = Field(0.05, ge=0, lt=1, description="Per-epoch exponential decay when run_scheduler is false: lr * (1 - lr_decay) ** epoch.")
+    accumulate_grad_batches: PositiveInt = Field(1, description="Batches per optimizer step.")
+    seed: int = Field(42, description="Seed for weights, shuffling and dropout.")
+
+    # --- CNN / LSTM -----------------------------------------------------------------------------
+    kernel_size: list[PositiveInt] = Field(default_factory=lambda: [3, 5, 7], description="multimodal_cnn kernel widths, one branch each.")
+    num_layers: PositiveInt = Field(2, description="Convolution layers per branch (multimodal_cnn) or LSTM layers (lstm).")
+    num_channels: list[PositiveInt] = Field(default_factory=lambda: [100, 100], description="multimodal_cnn channels per layer.")
+
+    # --- BERT -----------------------------------------------------------------------------------
+    is_embeddings_trainable: bool = Field(True, description="Fine-tune the word embeddings.")
+    reinit_pooler: bool = Field(True, description="Re-initialise the BERT pooler before training.")
+    reinit_layers: int = Field(2, ge=0, description="Re-initialise this many top BERT layers before training.")
+    warmup_steps: int = Field(300, ge=0, description="Linear warm-up optimizer steps (run_scheduler).")
+    run_scheduler: bool = Field(True, description="Linear warm-up then linear decay; false uses lr_decay per epoch.")
+
+    # --- control --------------------------------------------------------------------------------
+    early_stop_metric: str = Field("val/f1_score", description="val/loss (minimised) or val/<metric> (maximised).")
+    early_stop_patience: PositiveInt = Field(3, description="Validation checks without improvement before stopping.")
+    val_check_interval: float = Field(0.25, gt=0, description="Validate every this fraction of an epoch (<= 1) or every this many batches (> 1).")
+    metric_choices: list[MetricName] = Field(default_factory=lambda: list(METRIC_NAMES), description="Metrics to compute and report.")
+    load_ckpt: bool = Field(False, description="Export and evaluate the best checkpoint's weights instead of the last.")
+    fp16: bool = Field(False, description="Mixed precision: bf16 where supported (GPU or CPU), else fp16 on GPU.")
+
+    # --- runtime --------------------------------------------------------------------------------
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = Field("auto", description="Device type; auto picks GPUs when present.")
+    devices: int | Literal["auto"] = Field("auto", description="Devices per node; auto uses every visible GPU (or one CPU process).")
+    num_nodes: int | None = Field(None, ge=1, description="Nodes; default from SM_HOSTS or torchrun, else 1.")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field("auto", description="auto: DDP when more than one device, else single device.")
+
+    # ---------------------------------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_sagemaker_strings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        parsed = {}
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if field is not None and _is_text_field(field.annotation):
+                parsed[key] = coerce_text(value)
+            else:
+                parsed[key] = coerce_literal(value)
+        return parsed
+
+    @field_validator("devices")
+    @classmethod
+    def _devices_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'auto' or a positive number of devices")
+        return value
+
+    @field_validator("val_check_interval")
+    @classmethod
+    def _interval_fraction_or_count(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError("must be a fraction of an epoch (<= 1) or a whole number of batches (> 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Config:
+        for check in (
+            _check_text_fields,
+            _check_field_roles,
+            _check_classes,
+            _check_model_inputs,
+            _check_text_steps,
+            _check_early_stop_metric,
+        ):
+            check(self)
+        return self
+
+    # --- derived values ---------------------------------------------------------------------------
+    @property
+    def is_trimodal(self) -> bool:
+        return self.primary_text_name is not None
+
+    @property
+    def text_fields(self) -> dict[str, str]:
+        """Text role -> column: ``{"text": col}`` or ``{"primary": col, "secondary": col}``."""
+        if self.is_trimodal:
+            return {"primary": self.primary_text_name, "secondary": self.secondary_text_name}
+        return {"text": self.text_name}
+
+    @property
+    def encoded_categorical_fields(self) -> list[str]:
+        if self.categorical_features_to_encode is None:
+            return list(self.cat_field_list)
+        return list(self.categorical_features_to_encode)
+
+    @property
+    def uses_tabular(self) -> bool:
+        return self.model_class not in TEXT_ONLY_MODELS
+
+    @property
+    def class_labels(self) -> list[int | str]:
+        """The label of each class index: multiclass_categories, or 0 and 1 for a plain binary task."""
+        return list(self.multiclass_categories) if self.multiclass_categories else [0, 1]
+
+    @property
+    def risk_columns_per_field(self) -> int:
+        """Binary tasks encode a category by its positive rate; multiclass by one rate per class."""
+        return 1 if self.is_binary else self.num_classes
+
+    @property
+    def passthrough_categorical_fields(self) -> list[str]:
+        """Categorical fields not risk-encoded here: already numeric (encoded upstream)."""
+        encoded = set(self.encoded_categorical_fields)
+        return [f for f in self.cat_field_list if f not in encoded]
+
+    @property
+    def tabular_feature_names(self) -> list[str]:
+        """Model input columns in order: numeric fields, passthrough categoricals, risk rates."""
+        if not self.uses_tabular:
+            return []
+        names = [*self.tab_field_list, *self.passthrough_categorical_fields]
+        for field in self.encoded_categorical_fields:
+            if self.risk_columns_per_field == 1:
+                names.append(f"{field}__risk")
+            else:
+                names.extend(f"{field}__risk_{label}" for label in self.class_labels)
+        return names
+
+    @property
+    def tabular_dim(self) -> int:
+        return len(self.tabular_feature_names)
+
+    def steps_for(self, role: str) -> list[str]:
+        """The configured (or default) text steps for a text role."""
+        configured = {
+            "text": self.text_processing_steps,
+            "primary": self.primary_text_processing_steps,
+            "secondary": self.secondary_text_processing_steps,
+        }[role]
+        if configured is not None:
+            return list(configured)
+        return list(SECONDARY_TEXT_STEPS if role == "secondary" else FULL_TEXT_STEPS)
+
+
+def _is_text_field(annotation: Any) -> bool:
+    """True for ``str`` and ``str | None`` fields (values that must stay strings)."""
+    if annotation is str:
+        return True
+    if get_origin(annotation) not in (Union, UnionType):
+        return False
+    args = set(get_args(annotation))
+    return str in args and args <= {str, type(None)}
+
+
+def _check_text_fields(c: Config) -> None:
+    trimodal = c.primary_text_name is not None or c.secondary_text_name is not None
+    if c.text_name is not None and trimodal:
+        raise ValueError(
+            "text_name is for one text column and primary_text_name/secondary_text_name for two; "
+            "set either text_name or both primary_text_name and secondary_text_name, not both"
+        )
+    if trimodal and (c.primary_text_name is None or c.secondary_text_name is None):
+        missing = "secondary_text_name" if c.secondary_text_name is None else "primary_text_name"
+        raise ValueError(f"a trimodal config needs both primary_text_name and secondary_text_name; set {missing}")
+    if c.text_name is None and not trimodal:
+        raise ValueError("no text column configured; set text_name (or primary_text_name and secondary_text_name)")
+    if trimodal and c.primary_text_name == c.secondary_text_name:
+        raise ValueError(f"primary_text_name and secondary_text_name are both {c.primary_text_name!r}; name two different columns")
+    unused_steps = ["text_processing_steps"] if trimodal else ["primary_text_processing_steps", "secondary_text_processing_steps"]
+    for field in unused_steps:
+        if getattr(c, field) is not None:
+            mode, instead = ("trimodal", "primary_/secondary_text_processing_steps") if trimodal else ("bimodal", "text_processing_steps")
+            raise ValueError(f"{field} does not apply to a {mode} config; use {instead} instead")
+
+
+def _check_field_roles(c: Config) -> None:
+    roles: dict[str, list[str]] = {}
+    for role, col in _single_column_roles(c).items():
+        roles.setdefault(col, []).append(role)
+    for list_name in ("tab_field_list", "cat_field_list"):
+        values = getattr(c, list_name)
+        duplicates = sorted({v for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"{list_name} lists {duplicates} more than once; list each field once")
+        for col in values:
+            roles.setdefault(col, []).append(list_name)
+    clashes = {col: r for col, r in roles.items() if len(r) > 1}
+    if clashes:
+        col, r = next(iter(clashes.items()))
+        raise ValueError(f"field {col!r} is used as {' and '.join(r)}; a column can play only one role")
+    missing = [col for col in roles if col not in c.full_field_list]
+    if missing:
+        where = ", ".join(f"{col!r} ({roles[col][0]})" for col in missing)
+        raise ValueError(f"full_field_list does not contain {where}; add them to full_field_list or remove them from the other lists")
+    if c.categorical_features_to_encode is not None:
+        outside = [f for f in c.categorical_features_to_encode if f not in c.cat_field_list]
+        if outside:
+            raise ValueError(f"categorical_features_to_encode names {outside}, which are not in cat_field_list; add them to cat_field_list")
+
+
+def _single_column_roles(c: Config) -> dict[str, str]:
+    roles = {"id_name": c.id_name, "label_name": c.label_name}
+    for role, col in c.text_fields.items():
+        roles["text_name" if role == "text" else f"{role}_text_name"] = col
+    return roles
+
+
+def _check_classes(c: Config) -> None:
+    cats = c.multiclass_categories
+    if cats is not None and len({str(v) for v in cats}) != len(cats):
+        raise ValueError(f"multiclass_categories {cats} has duplicates; list each class once")
+    if c.is_binary:
+        if c.num_classes != 2:
+            raise ValueError(f"is_binary is true but num_classes is {c.num_classes}; set num_classes to 2 or is_binary to false")
+        if cats is not None and len(cats) != 2:
+            raise ValueError(f"is_binary is true but multiclass_categories has {len(cats)} values; give exactly two or leave it out")
+    else:
+        if not cats:
+            raise ValueError("is_binary is false, so multiclass_categories is required: list the class labels in class-index order")
+        if len(cats) != c.num_classes:
+            raise ValueError(f"num_classes is {c.num_classes} but multiclass_categories has {len(cats)} values; make them agree")
+    if c.class_weights is not None and len(c.class_weights) != c.num_classes:
+        raise ValueError(f"class_weights has {len(c.class_weights)} values but num_classes is {c.num_classes}; give one weight per class")
+
+
+def _check_model_inputs(c: Config) -> None:
+    if c.uses_tabular and not (c.tab_field_list or c.cat_field_list):
+        raise ValueError(
+            f"model_class {c.model_class} fuses text with tabular features but tab_field_list and cat_field_list are empty; "
+            "add tabular fields or use model_class bert or lstm for text only"
+        )
+    if c.input_tab_dim is not None and c.uses_tabular and c.input_tab_dim != c.tabular_dim:
+        raise ValueError(
+            f"input_tab_dim is {c.input_tab_dim} but the tabular input has {c.tabular_dim} columns "
+            f"({', '.join(c.tabular_feature_names)}); "
+            "remove input_tab_dim, it is derived from the field lists"
+        )
+    if c.model_class == "multimodal_cnn" and len(c.num_channels) != c.num_layers:
+        raise ValueError(
+            f"num_channels has {len(c.num_channels)} values but num_layers is {c.num_layers}; give one channel count per layer"
+        )
+
+
+def _check_text_steps(c: Config) -> None:
+    for role in c.text_fields:
+        field = "text_processing_steps" if role == "text" else f"{role}_text_processing_steps"
+        steps = c.steps_for(role)
+        problem = _step_order_problem(steps)
+        if problem:
+            raise ValueError(f"{field} {steps}: {problem}; valid steps in order are {list(TEXT_STEP_NAMES)}")
+
+
+def _step_order_problem(steps: list[str]) -> str | None:
+    if len(set(steps)) != len(steps):
+        return "a step is listed twice"
+    if not steps or steps[-1] != "tokenizer":
+        return "tokenizer must be the last step"
+    if "dialogue_splitter" in steps and steps[0] != "dialogue_splitter":
+        return "dialogue_splitter must come first"
+    if "dialogue_chunker" in steps and steps[-2] != "dialogue_chunker":
+        return "dialogue_chunker must come right before tokenizer"
+    return None
+
+
+def _check_early_stop_metric(c: Config) -> None:
+    allowed = ["val/loss"] + [f"val/{m}" for m in c.metric_choices]
+    if c.early_stop_metric not in allowed:
+        name = c.early_stop_metric.removeprefix("val/")
+        hint = f"add {name} to metric_choices, or " if name in METRIC_NAMES else ""
+        raise ValueError(f"early_stop_metric {c.early_stop_metric!r} is not computed; {hint}use one of {allowed}")

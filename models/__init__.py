@@ -1,0 +1,1 @@
+"""Models: text and tabular encoders, fusion strategies, the classifier, the LightningModule, the registry."""

@@ -1,0 +1,44 @@
+"""Labels -> class indices, strictly: a value that is not a known class is an error, never a guess."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from contracts import DataError
+from processing.tabular import category_keys
+
+
+class LabelEncoder:
+    """Maps label values to class indices in the order of ``classes`` (0 and 1 for plain binary).
+
+    Values match by their text form, so 1, 1.0 and "1" are the same class, and True/False count
+    as 1/0.
+    """
+
+    def __init__(self, classes: Sequence[int | str]):
+        self.classes = list(classes)
+        self.index_ = {str(c).strip(): i for i, c in enumerate(self.classes)}
+
+    def transform(self, labels: pd.Series, split: str) -> np.ndarray:
+        keys = category_keys(labels.astype("int64") if pd.api.types.is_bool_dtype(labels) else labels)
+        codes = keys.map(self.index_)
+        unknown = keys[codes.isna()]
+        if len(unknown):
+            counts = unknown.value_counts()
+            shown = ", ".join(f"{_show(k)} ({n} rows)" for k, n in counts.head(5).items())
+            more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
+            raise DataError(
+                f"The {split} file has label values that are not classes of this task: {shown}{more}; "
+                f"expected one of {self.classes} (set multiclass_categories/num_classes to match, or clean the labels)."
+            )
+        return codes.to_numpy(dtype=np.int64)
+
+    def label_of(self, index: int) -> int | str:
+        return self.classes[index]
+
+
+def _show(key: str) -> str:
+    return "missing" if key == "__missing__" else repr(key)

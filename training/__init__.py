@@ -1,0 +1,1 @@
+"""Training runtime: Trainer assembly, data loaders, precision, progress output, logging."""

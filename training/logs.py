@@ -1,0 +1,49 @@
+"""Log set-up: plain timestamped lines on stdout, which is what CloudWatch and terminals both read well."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Library warnings that say nothing actionable for a user of this job.
+QUIET_WARNINGS = (
+    r".*does not have many workers.*",
+    r".*The number of training batches.*is smaller than the logging interval.*",
+    r".*Found \d+ module\(s\) in eval mode.*",
+)
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time of each record."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter(FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Timestamped lines on stdout; calling it again changes nothing."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _StdoutHandler) for h in root.handlers):
+        for handler in [h for h in root.handlers if type(h) is logging.StreamHandler]:
+            root.removeHandler(handler)
+        root.addHandler(_StdoutHandler())
+    root.setLevel(level)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch._dynamo", "torch.export"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
