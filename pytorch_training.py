@@ -39,6 +39,7 @@ from hyperparams import Config, load_config
 from models.backbone import Backbone
 from models.lightning_module import ClassifierModule
 from models.registry import build_model, trainable_parameters
+from processing.cache import TextCache
 from processing.files import load_splits
 from processing.preparation import prepare_data
 from processing.text.loading import check_sequence_limit, load_tokenizer
@@ -81,7 +82,7 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
         string_columns=[config.id_name, *config.text_fields.values()],
     )
     check_columns(config, frames, files)
-    data = prepare_data(config, frames, tokenizer, files)
+    data = prepare_data(config, frames, tokenizer, files, TextCache(paths.checkpoints_dir / "preprocessed"))
 
     model = build_model(config, backbone)
     if model.tabular is not None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hyperparams import Config
+from processing.cache import TextCache, cache_key, file_sha256, tokenizer_fingerprint
 from processing.dataset import EncodedSplit
 from processing.labels import LabelEncoder
 from processing.tabular import NumericImputer, RiskTableEncoder, parse_numeric
@@ -75,39 +77,73 @@ def encode_labels(config: Config, frames: Mapping[str, pd.DataFrame]) -> tuple[L
     return encoder, {split: encoder.transform(frame[config.label_name], split) for split, frame in frames.items()}
 
 
-def encode_texts(config: Config, tokenizer, frames: Mapping[str, pd.DataFrame]) -> tuple[dict, dict]:
-    """Every text column of every split through its chain: {split: {role: chunks}}, stats per role."""
+def text_settings(config: Config, role: str) -> dict:
+    """Everything besides the input and the tokenizer that decides a text column's encoding."""
+    return {
+        "steps": config.steps_for(role),
+        "max_sen_len": config.max_sen_len,
+        "max_total_chunks": config.max_total_chunks,
+        "chunk_trancate": config.chunk_trancate,
+    }
+
+
+def encode_texts(
+    config: Config,
+    tokenizer,
+    frames: Mapping[str, pd.DataFrame],
+    files: Mapping[str, Path],
+    cache: TextCache | None = None,
+) -> tuple[dict[str, dict[str, RaggedChunks]], dict[str, ChunkStats]]:
+    """Every text column of every split through its chain: {split: {role: chunks}}, stats per role.
+
+    With a cache, a column already encoded with the same file, settings and tokenizer is loaded
+    instead of recomputed.
+    """
     encoded: dict[str, dict[str, RaggedChunks]] = {split: {} for split in frames}
     stats: dict[str, ChunkStats] = {}
+    tokenizer_digest = tokenizer_fingerprint(tokenizer) if cache else ""
+    digests = {split: file_sha256(path) for split, path in files.items()} if cache else {}
     for role, column in config.text_fields.items():
-        pipeline = build_text_pipeline(
-            config.steps_for(role),
-            tokenizer,
-            max_sen_len=config.max_sen_len,
-            max_total_chunks=config.max_total_chunks,
-            chunk_trancate=config.chunk_trancate,
-        )
+        settings = text_settings(config, role)
+        pipeline = build_text_pipeline(settings["steps"], tokenizer, max_sen_len=config.max_sen_len,
+                                       max_total_chunks=config.max_total_chunks, chunk_trancate=config.chunk_trancate)
         log.info("Text chain for %r: %s", column, pipeline)
+        stats[role] = ChunkStats()
         for split, frame in frames.items():
-            encoded[split][role] = pipeline.encode(frame[column].tolist())
-            lengths = token_length_summary(encoded[split][role])
+            key = cache_key(digests[split], column, settings, tokenizer_digest) if cache else ""
+            hit = cache.load(key) if cache else None
+            if hit is not None:
+                chunks, split_stats = hit
+                log.info("  %s/%s: tokenized text loaded from the cache (%s)", split, column, key)
+            else:
+                chunks, split_stats = pipeline.encode(frame[column].tolist()), pipeline.stats
+                if cache:
+                    cache.save(key, chunks, split_stats)
+            encoded[split][role] = chunks
+            stats[role].add(split_stats)
+            lengths = token_length_summary(chunks)
             log.info(
                 "  %s/%s: %d rows, tokens per row p50=%d p90=%d max=%d",
                 split, column, len(frame), lengths["p50"], lengths["p90"], lengths["max"],
             )
-        stats[role] = pipeline.stats
-        _log_chunking(column, pipeline.stats, config)
+        _log_chunking(column, stats[role], config)
     return encoded, stats
 
 
-def prepare_data(config: Config, frames: Mapping[str, pd.DataFrame], tokenizer, files: Mapping[str, object]) -> PreparedData:
+def prepare_data(
+    config: Config,
+    frames: Mapping[str, pd.DataFrame],
+    tokenizer,
+    files: Mapping[str, Path],
+    cache: TextCache | None = None,
+) -> PreparedData:
     labels, label_ids = encode_labels(config, frames)
     check_training_labels(label_ids["train"], config.class_labels, files["train"])
     for split, ids in label_ids.items():
         counts = np.bincount(ids, minlength=config.num_classes)
         log.info("%s: %d rows, classes %s", split, len(ids), dict(zip(map(str, config.class_labels), counts.tolist())))
     tabular = fit_tabular(config, frames["train"], label_ids["train"])
-    texts, stats = encode_texts(config, tokenizer, frames)
+    texts, stats = encode_texts(config, tokenizer, frames, files, cache)
     splits = {
         split: EncodedSplit(texts[split], tabular.transform(config, frame, split), label_ids[split])
         for split, frame in frames.items()

@@ -43,7 +43,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # The ONNX exporter narrates every graph pass and notes missing optional packages (torchvision).
     for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch._dynamo", "torch.export"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)

@@ -61,10 +61,14 @@ class TextPipeline:
         return self._tokenizer.chunks(self.clean(texts), self._chunker, self.stats)
 
     def encode(self, texts: Sequence[str | None]) -> RaggedChunks:
-        """Like calling the pipeline, but stored compactly and in bounded-size batches."""
+        """Like calling the pipeline, but stored compactly and in bounded-size batches.
+
+        ``self.stats`` afterwards describes these texts only.
+        """
         tokenizer = self._tokenizer
         if tokenizer is None:
             raise ValueError("encode needs a pipeline that ends with the tokenizer step")
+        self.stats = ChunkStats()
         vocab_size = tokenizer.backend.get_vocab_size()
         parts = [
             RaggedChunks.from_lists(self(texts[start : start + ENCODE_BATCH_ROWS]), vocab_size)

@@ -8,8 +8,6 @@ under 65,536) plus 8 bytes per chunk and per sample.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 
@@ -93,14 +91,6 @@ class RaggedChunks:
         ids[token_rows, token_cols, positions] = self.token_ids[sources]
         mask[token_rows, token_cols, positions] = 1
         return ids, mask
-
-    def save(self, path: Path) -> None:
-        np.savez(path, token_ids=self.token_ids, chunk_offsets=self.chunk_offsets, sample_offsets=self.sample_offsets)
-
-    @classmethod
-    def load(cls, path: Path) -> RaggedChunks:
-        with np.load(path) as data:
-            return cls(data["token_ids"], data["chunk_offsets"], data["sample_offsets"])
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

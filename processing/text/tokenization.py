@@ -13,7 +13,7 @@ samples over ``max_total_chunks`` are counted instead.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 
 from processing.text.cleaning import Batch, TextStep
 
@@ -28,16 +28,10 @@ class ChunkStats:
     over_limit_samples: int = 0
     tokens: int = 0
     tokens_dropped: int = 0
-    chunk_counts: list[int] = field(default_factory=list)
 
     def add(self, other: ChunkStats) -> None:
-        self.samples += other.samples
-        self.multi_chunk_samples += other.multi_chunk_samples
-        self.truncated_samples += other.truncated_samples
-        self.over_limit_samples += other.over_limit_samples
-        self.tokens += other.tokens
-        self.tokens_dropped += other.tokens_dropped
-        self.chunk_counts.extend(other.chunk_counts)
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 class DialogueChunker(TextStep):
@@ -94,7 +88,6 @@ class DialogueChunker(TextStep):
                 chunks = chunks[: self.max_total_chunks]
             else:
                 stats.over_limit_samples += 1
-        stats.chunk_counts.append(len(chunks))
         return chunks
 
     def __repr__(self) -> str:
@@ -148,7 +141,6 @@ class Tokenizer(TextStep):
             stats.tokens_dropped += len(tokens) - room
         chunk = [self.cls_id, *tokens[:room], self.sep_id]
         stats.tokens += len(chunk)
-        stats.chunk_counts.append(1)
         return [chunk]
 
     def __call__(self, batch: Batch) -> Batch:

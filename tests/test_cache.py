@@ -1,0 +1,46 @@
+"""The tokenized-text cache: reused for the same inputs, never for changed ones."""
+
+from __future__ import annotations
+
+import logging
+
+from hyperparams import validate_config
+from processing.cache import TextCache
+from processing.files import read_table
+from processing.preparation import encode_texts
+from synthetic import hyperparameters, write_job
+
+
+def _encode(base, config, tokenizer, cache):
+    files = {s: base / "input" / "data" / s / f"{s}.csv" for s in ("train", "val", "test")}
+    frames = {s: read_table(p, ["uid", "review"]) for s, p in files.items()}
+    return encode_texts(config, tokenizer, frames, files, cache)
+
+
+def test_second_run_loads_identical_tokens_from_the_cache(tmp_path, tiny_bert, tokenizer, caplog):
+    base = write_job(tmp_path / "job", hyperparameters(tiny_bert), rows=(30, 10, 10))
+    config = validate_config(hyperparameters(tiny_bert))
+    cache = TextCache(tmp_path / "cache")
+    first, first_stats = _encode(base, config, tokenizer, cache)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    with caplog.at_level(logging.INFO):
+        second, second_stats = _encode(base, config, tokenizer, cache)
+    assert caplog.text.count("loaded from the cache") == 3
+    for split in first:
+        assert second[split]["text"].to_lists() == first[split]["text"].to_lists()
+    assert second_stats == first_stats
+
+
+def test_changed_settings_or_file_miss_the_cache(tmp_path, tiny_bert, tokenizer, caplog):
+    base = write_job(tmp_path / "job", hyperparameters(tiny_bert), rows=(30, 10, 10))
+    cache = TextCache(tmp_path / "cache")
+    _encode(base, validate_config(hyperparameters(tiny_bert)), tokenizer, cache)
+    with caplog.at_level(logging.INFO):
+        _encode(base, validate_config(hyperparameters(tiny_bert, max_sen_len=16)), tokenizer, cache)
+    assert "loaded from the cache" not in caplog.text
+    train = base / "input" / "data" / "train" / "train.csv"
+    train.write_text(train.read_text().replace("great", "poor"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        _encode(base, validate_config(hyperparameters(tiny_bert)), tokenizer, cache)
+    assert caplog.text.count("loaded from the cache") == 2
