@@ -72,7 +72,7 @@ def pr_figure(scores: SplitScores, class_labels: Sequence) -> plt.Figure:
             ap = skm.average_precision_score(c.truth, c.score)
             precisions.append(ap)
             interpolated.append(np.interp(_GRID, recall[::-1], precision[::-1]))
-            ax.plot(recall, precision, **c.style, label=f"{c.legend} (AP {ap:.3f})")
+            ax.plot(recall, precision, **c.style, drawstyle="steps-post", label=f"{c.legend} (AP {ap:.3f})")
         if len(curves) > 1 and len(drawn) == len(curves):
             macro = np.mean(interpolated, axis=0)
             ax.plot(_GRID, macro, **_macro_style(split), label=f"{split} macro (AP {np.mean(precisions):.3f})")
