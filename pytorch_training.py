@@ -12,8 +12,9 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
    on ``early_stop_metric``);
 6. writes ``model/`` (state dict, artifacts, tokenizer, encoders) and ``model.onnx``, checked
    against PyTorch with onnxruntime;
-7. evaluates on val and test: ``output/data/metrics.json``, predictions, ROC/PR curves,
-   TensorBoard events; prints each metric as ``<split>/<metric>=<value>``.
+7. evaluates on val and test: ``output/data/metrics.json``, predictions, ROC/PR/confusion/
+   calibration figures, TensorBoard events; prints each metric as ``<split>/<metric>=<value>``;
+8. writes ``model/manifest.json`` (inputs and their hashes, config hash, versions, timings, metrics).
 
 Any error writes ``output/failure`` (first line: what to change) and exits with status 1;
 ``model/`` is only filled when every step succeeded. Command-line arguments (``train``, or the
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 import lightning.pytorch as pl
 
@@ -33,6 +33,7 @@ from contracts import ContractPaths, RunSwitches, resolve_paths
 from contracts.failure import write_failure
 from evaluation.inference import predict_probabilities
 from evaluation.report import SplitResult, write_evaluation
+from export.manifest import RunRecord
 from export.model_files import artifacts_bundle, staged_directory, write_model_files
 from export.onnx_export import export_verified_onnx
 from hyperparams import Config, load_config
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
-    started = time.time()
+    run = RunRecord()
     if argv:
         log.info("Ignoring command-line arguments %s; the job is configured by hyperparameters.json", argv)
     RunSwitches.from_env()
@@ -110,14 +111,18 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
             data.tabular.risk_tables.to_artifact(),
         )
         write_model_files(staging, model, bundle, tokenizer, config)
-        export_verified_onnx(model, loaders["val"].collate_fn, len(frames["val"]), staging / "model.onnx", backbone.max_positions)
+        onnx_parity = export_verified_onnx(
+            model, loaders["val"].collate_fn, len(frames["val"]), staging / "model.onnx", backbone.max_positions
+        )
         results = {
             split: SplitResult(data.splits[split].labels, predict_probabilities(model, loaders[split]), frames[split], files[split])
             for split in ("val", "test")
         }
         metrics = write_evaluation(paths.output_data_dir, config, results, step=trainer.global_step)
+        run.write_manifest(staging, config=config, files=files, frames=frames, model=model, trainer=trainer,
+                           onnx_parity=onnx_parity, metrics=metrics)
     print_metric_lines(metrics)
-    log.info("Done in %.0fs; model in %s, evaluation in %s", time.time() - started, paths.model_dir, paths.output_data_dir)
+    log.info("Done in %.0fs; model in %s, evaluation in %s", run.elapsed, paths.model_dir, paths.output_data_dir)
 
 
 def print_metric_lines(metrics: dict) -> None:

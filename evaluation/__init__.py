@@ -1,1 +1,1 @@
-"""Evaluation: metrics, curves, prediction files and TensorBoard events."""
+"""Evaluation: metrics, figures, prediction files, TensorBoard events, and batch prediction (``python -m evaluation.predict``)."""

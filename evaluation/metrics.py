@@ -2,8 +2,13 @@
 
 Binary tasks score the probability of class index 1 (label 1, or the second of two
 ``multiclass_categories``) against a decision threshold; multiclass tasks take the arg-max and
-report macro averages plus per-class values. A metric that cannot be computed (one class only,
-no positive predictions) is reported as missing with a reason, never as 0.
+report macro averages plus per-class values.
+
+A metric that cannot be computed (one class only, no positive predictions) is reported under
+``missing`` with the reason, never as 0. Macro averages follow scikit-learn's defaults: they run
+over the classes that occur in the labels or the predictions, and a class whose own value is
+undefined there counts as 0 (so a model that never predicts a class is not rewarded for it); that
+class's own value is reported as missing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.preprocessing import label_binarize
 
 DEFAULT_THRESHOLD = 0.5
+RANKING_METRICS = ("auroc", "average_precision")
 
 
 @dataclass
@@ -26,16 +32,25 @@ class MetricReport:
     missing: dict[str, str] = field(default_factory=dict)
     per_class: dict[str, dict[str, float | None]] = field(default_factory=dict)
     threshold: float | None = None
+    rows: int = 0
 
     def to_dict(self) -> dict:
         out: dict = {**self.values}
         if self.threshold is not None:
             out["threshold"] = self.threshold
+        out["rows"] = self.rows
         if self.missing:
             out["missing"] = dict(self.missing)
         if self.per_class:
             out["per_class"] = self.per_class
         return out
+
+
+def predicted_classes(probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Class indices: for binary tasks class 1 when its probability reaches ``threshold``, else the arg-max."""
+    if probs.shape[1] == 2:
+        return (probs[:, 1] >= threshold).astype(np.int64)
+    return probs.argmax(axis=1)
 
 
 def compute_metrics(
@@ -45,9 +60,13 @@ def compute_metrics(
     class_labels: Sequence,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> MetricReport:
+    """``names`` (from ``metric_choices``) for class indices ``y_true`` and probabilities [rows, classes]."""
     if probs.shape[1] == 2:
-        return _binary(y_true, probs[:, 1], names, threshold)
-    return _multiclass(y_true, probs, names, class_labels)
+        report = _binary(y_true, probs[:, 1], names, class_labels, threshold)
+    else:
+        report = _multiclass(y_true, probs, names, class_labels)
+    report.rows = len(y_true)
+    return report
 
 
 def best_f1_threshold(y_true: np.ndarray, positive_probs: np.ndarray) -> float | None:
@@ -60,13 +79,17 @@ def best_f1_threshold(y_true: np.ndarray, positive_probs: np.ndarray) -> float |
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def _binary(y_true: np.ndarray, scores: np.ndarray, names: Sequence[str], threshold: float) -> MetricReport:
+def _binary(
+    y_true: np.ndarray, scores: np.ndarray, names: Sequence[str], class_labels: Sequence, threshold: float
+) -> MetricReport:
     report = MetricReport(threshold=threshold)
     predicted = (scores >= threshold).astype(int)
-    one_class = len(np.unique(y_true)) < 2
+    present = np.unique(y_true)
+    positive = class_labels[1]
     for name in names:
-        if name in ("auroc", "average_precision") and one_class:
-            report.missing[name] = f"the labels hold only class {int(y_true[0])}; {name} needs both classes"
+        if name in RANKING_METRICS and len(present) < 2:
+            only = class_labels[int(present[0])] if len(present) else "none"
+            report.missing[name] = f"the labels hold only class {only!r}; {name} needs both classes"
         elif name == "auroc":
             report.values[name] = float(skm.roc_auc_score(y_true, scores))
         elif name == "average_precision":
@@ -74,21 +97,35 @@ def _binary(y_true: np.ndarray, scores: np.ndarray, names: Sequence[str], thresh
         elif name == "accuracy":
             report.values[name] = float(skm.accuracy_score(y_true, predicted))
         else:
-            _thresholded(report, name, y_true, predicted, average="binary")
+            value = _undefined_as_nan(name, y_true, predicted, average="binary")
+            if np.isnan(value):
+                report.missing[name] = _binary_reason(name, positive)
+            else:
+                report.values[name] = float(value)
     return report
+
+
+def _binary_reason(name: str, positive) -> str:
+    if name == "precision":
+        return f"no sample is predicted as the positive class {positive!r}"
+    if name == "recall":
+        return f"no sample has the positive label {positive!r}"
+    return f"no sample has the positive label {positive!r} and none is predicted as it"
 
 
 def _multiclass(y_true: np.ndarray, probs: np.ndarray, names: Sequence[str], class_labels: Sequence) -> MetricReport:
     report = MetricReport()
     k = probs.shape[1]
+    classes = list(range(k))
     predicted = probs.argmax(axis=1)
-    onehot = label_binarize(y_true, classes=list(range(k)))
-    absent = [class_labels[i] for i in range(k) if not onehot[:, i].any()]
+    onehot = label_binarize(y_true, classes=classes)
+    absent = [class_labels[i] for i in classes if not onehot[:, i].any()]
     for name in names:
-        if name in ("auroc", "average_precision") and absent:
+        if name in RANKING_METRICS and absent:
             report.missing[name] = f"class(es) {absent} do not occur in these labels; macro {name} needs every class"
         elif name == "auroc":
-            report.values[name] = float(skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=list(range(k))))
+            macro = skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=classes)
+            report.values[name] = float(macro)
             report.per_class[name] = _per_class(class_labels, skm.roc_auc_score(onehot, probs, average=None))
         elif name == "average_precision":
             report.values[name] = float(skm.average_precision_score(onehot, probs, average="macro"))
@@ -96,24 +133,24 @@ def _multiclass(y_true: np.ndarray, probs: np.ndarray, names: Sequence[str], cla
         elif name == "accuracy":
             report.values[name] = float(skm.accuracy_score(y_true, predicted))
         else:
-            _thresholded(report, name, y_true, predicted, average="macro", labels=list(range(k)))
-            per_class = _undefined_as_nan(name, y_true, predicted, average=None, labels=list(range(k)))
+            per_class = _undefined_as_nan(name, y_true, predicted, average=None, labels=classes)
+            seen = np.isin(classes, np.union1d(y_true, predicted))
+            report.values[name] = float(np.nan_to_num(per_class[seen], nan=0.0).mean())
             report.per_class[name] = _per_class(class_labels, per_class)
+            for i in (i for i in classes if np.isnan(per_class[i])):
+                report.missing[f"{name}/{class_labels[i]}"] = _class_reason(name, class_labels[i], seen[i])
     return report
 
 
+def _class_reason(name: str, label, seen: bool) -> str:
+    if not seen:
+        return f"class {label!r} occurs in neither the labels nor the predictions; the macro {name} leaves it out"
+    if name == "precision":
+        return f"no sample is predicted as class {label!r}; the macro precision counts this class as 0"
+    return f"no sample has the label {label!r}; the macro {name} counts this class as 0"
+
+
 _THRESHOLDED = {"f1_score": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}
-
-
-def _thresholded(report: MetricReport, name: str, y_true, predicted, **kwargs) -> None:
-    value = _undefined_as_nan(name, y_true, predicted, **kwargs)
-    if np.isnan(value):
-        reason = "no sample is predicted positive" if name == "precision" else "no sample has the positive label"
-        if kwargs.get("average") == "macro":
-            reason = "it is undefined for a class with no predicted and no true samples"
-        report.missing[name] = reason
-    else:
-        report.values[name] = float(value)
 
 
 def _undefined_as_nan(name: str, y_true, predicted, **kwargs):

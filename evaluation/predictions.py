@@ -1,7 +1,9 @@
 """Prediction files: one row per input row, in the input file's format.
 
-Columns: the id column, the true label as it was in the input, ``prob_<class>`` per class, and
-``prediction`` (the predicted class label; for binary tasks at the reported threshold).
+Columns: the id column, the true label as it was read (strings stay strings, numbers stay
+numbers), ``prob_<class>`` per class, and ``prediction`` (the predicted class label; for binary
+tasks at the reported threshold). Integer class labels give an integer ``prediction`` column;
+any other labels give text.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation.metrics import DEFAULT_THRESHOLD, predicted_classes
 from processing.files import write_table
 
 
@@ -22,22 +25,23 @@ def prediction_frame(
     class_labels: Sequence,
     id_name: str,
     label_name: str,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> pd.DataFrame:
-    columns: dict[str, object] = {id_name: ids.to_numpy()}
+    columns: dict[str, object] = {id_name: ids.reset_index(drop=True)}
     if labels is not None:
-        columns[label_name] = labels.to_numpy()
+        columns[label_name] = labels.reset_index(drop=True)
     for k, label in enumerate(class_labels):
         columns[f"prob_{label}"] = probs[:, k]
-    if probs.shape[1] == 2:
-        chosen = (probs[:, 1] >= threshold).astype(int)
-    else:
-        chosen = probs.argmax(axis=1)
-    columns["prediction"] = np.asarray(class_labels, dtype=object)[chosen]
-    frame = pd.DataFrame(columns)
-    if all(isinstance(c, (int, np.integer)) for c in class_labels):
-        frame["prediction"] = frame["prediction"].astype("int64")
-    return frame
+    columns["prediction"] = class_label_array(class_labels)[predicted_classes(probs, threshold)]
+    return pd.DataFrame(columns)
+
+
+def class_label_array(class_labels: Sequence) -> np.ndarray:
+    """The labels as one typed array (int64, or text when any label is not an integer), so that
+    every file format can store the ``prediction`` column."""
+    if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in class_labels):
+        return np.asarray(class_labels, dtype=np.int64)
+    return np.asarray([str(c) for c in class_labels], dtype=object)
 
 
 def write_predictions(frame: pd.DataFrame, output_dir: Path, split: str, input_file: Path) -> Path:

@@ -1,14 +1,17 @@
 """Everything the job leaves in ``output/data`` after training.
 
 ``metrics.json``, ``predict_results.pth``, ``{val,test}_predictions.<input format>`` and
-``tensorboard_eval/`` (event files with every metric and figure, ``roc_curve.png``,
-``pr_curve.png``).
+``tensorboard_eval/``: event files with every metric as a scalar and every figure as an image,
+and the figures as PNG (``roc_curve``, ``pr_curve``, ``confusion_matrix``, ``calibration``).
+
+The functions take full arrays: with several ranks, predictions are gathered first.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +20,14 @@ import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from evaluation.metrics import DEFAULT_THRESHOLD, best_f1_threshold, compute_metrics
-from evaluation.plots import pr_figure, roc_figure, save_figure
+from evaluation.metrics import DEFAULT_THRESHOLD, best_f1_threshold, compute_metrics, predicted_classes
+from evaluation.plots import calibration_figure, confusion_figure, pr_figure, roc_figure, save_figure
 from evaluation.predictions import prediction_frame, write_predictions
 from hyperparams import Config
 
 log = logging.getLogger(__name__)
+
+TUNED_METRICS = ["f1_score", "precision", "recall"]
 
 
 @dataclass
@@ -45,6 +50,8 @@ def write_evaluation(output_dir: Path, config: Config, results: dict[str, SplitR
         )
         write_predictions(frame, output_dir, split, result.file)
     write_tensorboard(output_dir / "tensorboard_eval", config, results, metrics, step)
+    for name, reason in ((f"{s}/{m}", r) for s in results for m, r in metrics[s].get("missing", {}).items()):
+        log.warning("%s is missing: %s", name, reason)
     return metrics
 
 
@@ -58,10 +65,27 @@ def evaluation_metrics(config: Config, results: dict[str, SplitResult]) -> dict:
         if threshold is not None:
             tuned = {"threshold": threshold, "found_on": "val"}
             for split, r in results.items():
-                at = compute_metrics(r.y_true, r.probs, ["f1_score", "precision", "recall"], config.class_labels, threshold)
+                at = compute_metrics(r.y_true, r.probs, TUNED_METRICS, config.class_labels, threshold)
                 tuned[split] = at.to_dict()
             report["best_f1_threshold"] = tuned
     return report
+
+
+def metric_scalars(metrics: dict) -> Iterator[tuple[str, float]]:
+    """(tag, value) for every number in ``metrics.json``: ``<split>/<metric>``,
+    ``<split>/<metric>/<class>`` and ``best_f1_threshold/...``."""
+    for split, values in metrics.items():
+        if split == "best_f1_threshold":
+            yield "best_f1_threshold/threshold", values["threshold"]
+            for tuned_split, tuned in values.items():
+                if isinstance(tuned, dict):
+                    yield from ((f"best_f1_threshold/{tuned_split}/{m}", tuned[m]) for m in TUNED_METRICS if m in tuned)
+            continue
+        for name, value in values.items():
+            if isinstance(value, float) and name != "threshold":
+                yield f"{split}/{name}", value
+        for name, classes in values.get("per_class", {}).items():
+            yield from ((f"{split}/{name}/{label}", v) for label, v in classes.items() if v is not None)
 
 
 def prediction_tensors(results: dict[str, SplitResult]) -> dict:
@@ -77,15 +101,21 @@ def prediction_tensors(results: dict[str, SplitResult]) -> dict:
 def write_tensorboard(log_dir: Path, config: Config, results: dict[str, SplitResult], metrics: dict, step: int) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     scores = {split: (r.y_true, r.probs) for split, r in results.items()}
+    threshold = DEFAULT_THRESHOLD if config.is_binary else None
     figures = {
         "roc_curve": roc_figure(scores, config.class_labels),
         "pr_curve": pr_figure(scores, config.class_labels),
+        "confusion_matrix": confusion_figure(
+            {s: r.y_true for s, r in results.items()},
+            {s: predicted_classes(r.probs, DEFAULT_THRESHOLD) for s, r in results.items()},
+            config.class_labels,
+            threshold,
+        ),
+        "calibration": calibration_figure(scores, config.class_labels),
     }
     with SummaryWriter(log_dir=str(log_dir)) as writer:
-        for split in results:
-            for name, value in metrics[split].items():
-                if isinstance(value, float):
-                    writer.add_scalar(f"{split}/{name}", value, step)
+        for tag, value in metric_scalars(metrics):
+            writer.add_scalar(tag, value, step)
         for name, fig in figures.items():
             writer.add_figure(f"eval/{name}", fig, step, close=False)
             save_figure(fig, log_dir / f"{name}.png")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from synthetic import build_tiny_bert  # noqa: E402
+from synthetic import CLASSES, build_tiny_bert, hyperparameters, make_rows, write_job  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +56,37 @@ def run_main(monkeypatch):
         return pytorch_training.main(args or [])
 
     return run
+
+
+def run_job_in_process(base: Path) -> int:
+    """main() against ``base`` as the /opt/ml root, for session fixtures (no monkeypatch there)."""
+    import pytorch_training
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAGEMAKER_BASE_DIR", str(base))
+        return pytorch_training.main([])
+
+
+@pytest.fixture(scope="session")
+def binary_job(tmp_path_factory, tiny_bert) -> Path:
+    """A finished binary job on CSV splits whose ids are zero-padded digits ("00007")."""
+    sizes = (("train", 96), ("val", 32), ("test", 32))
+    frames = {split: make_rows(n, seed=i) for i, (split, n) in enumerate(sizes)}
+    for frame in frames.values():
+        frame["uid"] = [f"{row:06d}" for row in range(len(frame))]
+    base = write_job(tmp_path_factory.mktemp("binary_job"), hyperparameters(tiny_bert, max_epochs=2), frames=frames)
+    assert run_job_in_process(base) == 0, (base / "output" / "failure").read_text()
+    return base
+
+
+@pytest.fixture(scope="session")
+def multiclass_job(tmp_path_factory, tiny_bert) -> Path:
+    """A finished multiclass job on Parquet splits with string labels and integer ids."""
+    sizes = (("train", 96), ("val", 30), ("test", 30))
+    frames = {split: make_rows(n, seed=i, multiclass=True) for i, (split, n) in enumerate(sizes)}
+    for i, frame in enumerate(frames.values()):
+        frame["uid"] = np.arange(len(frame), dtype=np.int64) + 1000 * i
+    hparams = hyperparameters(tiny_bert, max_epochs=1, is_binary=False, num_classes=3, multiclass_categories=CLASSES)
+    base = write_job(tmp_path_factory.mktemp("multiclass_job"), hparams, fmt="parquet", frames=frames)
+    assert run_job_in_process(base) == 0, (base / "output" / "failure").read_text()
+    return base
