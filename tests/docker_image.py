@@ -75,11 +75,13 @@ def lay_out_image(root: Path, context: Path = ROOT) -> ImageLayout:
     included = build_context(context)
     workdir = "/"
     for instruction in parser.structure:
-        kind, value = instruction["instruction"], string.Template(instruction["value"]).substitute(env)
-        if kind == "COPY":
-            _copy(value, context, included, root)
-        elif kind == "WORKDIR":
-            workdir = value
+        kind = instruction["instruction"]
+        if kind in ("COPY", "WORKDIR"):
+            value = string.Template(instruction["value"]).substitute(env)
+            if kind == "COPY":
+                _copy(value, context, included, root)
+            else:
+                workdir = value
     return ImageLayout(root, env, json.loads(parser.cmd), root / workdir.lstrip("/"))
 
 
