@@ -30,6 +30,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# hadolint (from requirements-dev.txt) on the Dockerfile: no errors, no warnings.
+lint: setup
+	$(VENV)/bin/hadolint Dockerfile
+
 bench: setup
 	$(PY) benchmarks/run_all.py
 

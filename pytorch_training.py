@@ -6,8 +6,9 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
 1. validates the configuration (unknown keys, wrong types, contradicting fields);
 2. loads the tokenizer and the pretrained transformer named by ``tokenizer``;
 3. reads the splits and checks their columns;
-4. preprocesses once: strict labels, mean imputation and risk tables fitted on train, the text
-   chain (dialogue splitting, HTML/emoji cleaning, normalisation, chunked tokenization);
+4. preprocesses once: strict labels, mean imputation and risk tables fitted on train (or taken
+   from an upstream step's ``model_artifacts_input``, with its ``selected_features.json``), the
+   text chain (dialogue splitting, HTML/emoji cleaning, normalisation, chunked tokenization);
 5. builds the ``model_class`` model and trains it with Lightning (early stopping and checkpoints
    on ``early_stop_metric``);
 6. writes ``model/`` (state dict, artifacts, tokenizer, encoders) and ``model.onnx``, checked
@@ -42,6 +43,7 @@ from models.lightning_module import ClassifierModule
 from models.registry import build_model, trainable_parameters
 from processing.cache import TextCache
 from processing.files import load_splits
+from processing.precomputed import apply_pipeline_inputs
 from processing.preparation import prepare_data
 from processing.text.loading import check_sequence_limit, load_tokenizer
 from processing.validation import check_columns
@@ -69,8 +71,8 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
     run = RunRecord()
     if argv:
         log.info("Ignoring command-line arguments %s; the job is configured by hyperparameters.json", argv)
-    RunSwitches.from_env()
-    config = load_config(paths)
+    switches = RunSwitches.from_env()
+    config = apply_pipeline_inputs(load_config(paths), paths.artifacts_input_dir, switches)
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     tokenizer = load_tokenizer(config.tokenizer)

@@ -18,6 +18,7 @@ from hyperparams import Config
 from processing.cache import TextCache, cache_key, file_sha256, tokenizer_fingerprint
 from processing.dataset import EncodedSplit
 from processing.labels import LabelEncoder
+from processing.precomputed import GivenRiskTables
 from processing.tabular import NumericImputer, RiskTableEncoder, parse_numeric
 from processing.text import RaggedChunks, build_text_pipeline
 from processing.text.pipeline import token_length_summary
@@ -57,7 +58,8 @@ def numeric_input_fields(config: Config) -> list[str]:
 
 
 def fit_tabular(config: Config, train: pd.DataFrame, train_labels: np.ndarray) -> TabularEncoders:
-    """Fit imputation and risk tables on train (or take them from the config when given)."""
+    """Fit imputation and risk tables on train, or take them from the config when given (columns that
+    already hold the given tables' rates then pass through)."""
     fields = numeric_input_fields(config)
     if config.imputation_dict is not None:
         imputer = NumericImputer.from_artifact(config.imputation_dict, fields)
@@ -65,7 +67,7 @@ def fit_tabular(config: Config, train: pd.DataFrame, train_labels: np.ndarray) -
         imputer = NumericImputer(fields).fit(parse_numeric(train, fields, "train"))
     cat_fields = config.encoded_categorical_fields if config.uses_tabular else []
     if config.risk_tables is not None:
-        risk = RiskTableEncoder.from_artifact(config.risk_tables, cat_fields, config.num_classes)
+        risk = GivenRiskTables.from_artifact(config.risk_tables, cat_fields, config.num_classes)
     else:
         risk = RiskTableEncoder(cat_fields, config.num_classes, config.smooth_factor, config.count_threshold)
         risk.fit(train, train_labels)
