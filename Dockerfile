@@ -1,12 +1,11 @@
 # syntax=docker/dockerfile:1
 # The training image: `docker build -t multimodal-training .` (see README, "The container").
 #
-# Base: the official Python 3.11 image (the Python the stack is verified on). PyTorch comes from
-# requirements.txt (torch==2.13.0): its Linux wheel is the CUDA 13.0 build and pins the CUDA
-# runtime, cuDNN and NCCL it needs as wheels, so the image carries exactly one, pinned, CUDA
-# runtime and runs on CPU as well; the host supplies only the NVIDIA driver (>= 580 for CUDA 13).
-# A CUDA base image would add a second CUDA runtime that torch never loads.
-FROM python:3.11.13-slim-bookworm
+# Base: the official PyTorch runtime image of the torch release pinned in requirements.txt
+# (torch 2.13.0, CUDA 13.0, cuDNN 9). Its torch satisfies `torch==2.13.0`, so pip keeps it and the
+# image carries one CUDA runtime. The host needs an NVIDIA driver that supports CUDA 13 (>= 580);
+# for older drivers, build from the matching `-cuda12.8-` tag instead. Without a GPU it runs on CPU.
+FROM pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime
 
 # NVIDIA_*: what the NVIDIA container runtime exposes to the container (as in NVIDIA's CUDA images).
 ENV LANG=C.UTF-8 \

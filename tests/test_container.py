@@ -52,7 +52,8 @@ def test_hadolint_flags_what_the_dockerfile_avoids(tmp_path):
 
 def test_image_pins_its_base_and_dependencies_and_installs_them_before_the_code():
     parser = parse_dockerfile()
-    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", parser.baseimage)
+    # the official PyTorch runtime image of exactly the pinned torch release
+    assert re.fullmatch(r"pytorch/pytorch:2\.13\.0-cuda\d+\.\d+-cudnn\d+-runtime", parser.baseimage)
     lines = (ROOT / "requirements.txt").read_text().splitlines()
     requirements = [line for line in lines if line and not line.startswith("#")]
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", line) for line in requirements), requirements

@@ -24,6 +24,7 @@ MODEL_FILES = [
     "tokenizer.json",
     "tokenizer_config.json",
     "hyperparameters.json",
+    "manifest.json",
 ]
 METRIC_LINE = re.compile(r"^(val|test)/(\w+)=(-?\d+\.\d+)$", re.MULTILINE)
 
