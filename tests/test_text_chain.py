@@ -211,7 +211,7 @@ def test_without_a_chunker_a_sample_is_one_chunk_cut_at_max_sen_len(tokenizer):
 def test_empty_and_missing_text_become_one_empty_chunk(tokenizer):
     pipeline = build_text_pipeline(ALL_STEPS, tokenizer, max_sen_len=16)
     empty = [[tokenizer.cls_token_id, tokenizer.sep_token_id]]
-    assert pipeline(["", None, "   ", float("nan"), "[bom][eom]", "🎉"]) == [empty] * 6
+    assert pipeline(["", None, "   ", float("nan"), pd.NA, "[bom][eom]", "🎉"]) == [empty] * 7
 
 
 def test_special_token_text_typed_by_a_user_stays_text(tokenizer):

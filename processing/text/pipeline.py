@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 
 from hyperparams.config import TEXT_STEP_NAMES, _step_order_problem
 from processing.text.cleaning import CLEANING_STEPS, Batch, Messages, TextNormalizer, TextStep
@@ -136,7 +137,10 @@ def token_length_summary(chunks: RaggedChunks) -> dict[str, float]:
     return {f"p{q}": float(np.percentile(per_sample, q)) for q in (50, 90, 99)} | {"max": float(per_sample.max())}
 
 
-def _as_text(value: str | None) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def _as_text(value: object) -> str:
+    """A cell as text: missing (None, NaN, pd.NA) is empty, anything else its str()."""
+    if isinstance(value, str):
+        return value
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
-    return value if isinstance(value, str) else str(value)
+    return str(value)
