@@ -50,7 +50,9 @@ from benchmarks.dialogues import dialogues  # noqa: E402
 from processing.cache import TextCache  # noqa: E402
 from processing.text import build_text_pipeline  # noqa: E402
 
-ALL_STEPS = ["dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"]
+ALL_STEPS = [
+    "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
+]
 TARGET_TOKENIZER_RATIO = 0.7
 TARGET_PER_ROW_RATIO = 3.0
 TARGET_STORAGE_RATIO = 1.5
@@ -210,7 +212,8 @@ def report(figures: dict) -> str:
     lines += [
         f"ratio full_chain / hf_tokenizer_call = {figures['chain_over_hf_tokenizer']:.2f}",
         f"ratio full_chain / per_row = {figures['chain_over_per_row']:.1f}x (target >= {TARGET_PER_ROW_RATIO:g}x)",
-        f"ratio full_chain / tokenizer_call = {figures['chain_over_tokenizer']:.2f} (target >= {TARGET_TOKENIZER_RATIO})",
+        f"ratio full_chain / tokenizer_call = {figures['chain_over_tokenizer']:.2f} "
+        f"(target >= {TARGET_TOKENIZER_RATIO})",
     ]
     return "\n".join(lines)
 

@@ -17,7 +17,9 @@ from processing.text import RaggedChunks, build_text_pipeline, is_uncased, pipel
 from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
 from synthetic import hyperparameters
 
-ALL_STEPS = ["dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"]
+ALL_STEPS = [
+    "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
+]
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +165,8 @@ def test_lower_casing_only_for_an_uncased_tokenizer(tiny_bert, tokenizer, tmp_pa
 def test_chunks_pack_whole_messages_and_count_special_tokens(tokenizer):
     pipeline = build_text_pipeline(ALL_STEPS, tokenizer, max_sen_len=8, max_total_chunks=5)
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    great, love, soft, happy, perfect, poor = (ids(tokenizer, w)[0] for w in "great love soft happy perfect poor".split())
+    words = "great love soft happy perfect poor".split()
+    great, love, soft, happy, perfect, poor = (ids(tokenizer, w)[0] for w in words)
     text = "[bom] great love [eom][bom] soft happy perfect [eom][bom] poor [eom]"
     # 1 + (2 + 1) + (3 + 1) = 8 tokens fill the first chunk exactly; "poor" starts the next
     assert pipeline([text]) == [[[cls, great, love, sep, soft, happy, perfect, sep], [cls, poor, sep]]]
@@ -310,7 +313,8 @@ def test_trimodal_runs_two_chains_with_their_own_steps(tiny_bert, tokenizer):
 def test_the_log_counts_samples_that_lost_text_or_raised_the_limit(tiny_bert, tokenizer, caplog):
     frame = pd.DataFrame({"review": ["great " * 100, "love", "soft " * 70]})
     for truncate, expected in [(True, "2 of 3 samples lost text"), (False, "raised to 4 chunks")]:
-        config = validate_config(hyperparameters(tiny_bert, max_sen_len=32, max_total_chunks=2, chunk_trancate=truncate))
+        hparams = hyperparameters(tiny_bert, max_sen_len=32, max_total_chunks=2, chunk_trancate=truncate)
+        config = validate_config(hparams)
         caplog.clear()
         with caplog.at_level(logging.INFO):
             encode_texts(config, tokenizer, {"train": frame}, {"train": Path("unused.csv")})

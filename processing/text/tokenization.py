@@ -107,6 +107,8 @@ class DialogueChunker(TextStep):
     def __init__(self, max_sen_len: int, max_total_chunks: int, chunk_trancate: bool = True):
         if max_sen_len < 3:
             raise ValueError("max_sen_len must leave room for [CLS], [SEP] and one token")
+        if max_total_chunks < 1:
+            raise ValueError("max_total_chunks must be at least 1")
         self.max_sen_len = max_sen_len
         self.max_total_chunks = max_total_chunks
         self.chunk_trancate = chunk_trancate
@@ -211,7 +213,9 @@ class Tokenizer(TextStep):
         stats.tokens += len(chunks.token_ids)
         return chunks
 
-    def _single_chunk(self, tokenized: TokenizedMessages, counts: list[int], layout: _Layout, stats: ChunkStats) -> None:
+    def _single_chunk(
+        self, tokenized: TokenizedMessages, counts: list[int], layout: _Layout, stats: ChunkStats
+    ) -> None:
         lengths = tokenized.lengths
         source = message = 0
         for count in counts:
