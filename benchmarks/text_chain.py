@@ -91,10 +91,11 @@ def per_row_chain(texts: list[str], tokenizer, max_sen_len: int, max_total_chunk
     return out
 
 
-def _seconds(fn) -> float:
-    start = time.perf_counter()
+def _seconds(fn) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def measure(
@@ -124,11 +125,14 @@ def measure(
         "full_chain": (texts, lambda: pipeline.encode(texts)),
         "per_row": (few, lambda: per_row_chain(few, tokenizer, max_sen_len, max_total_chunks)),
     }
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, (_, run) in runs.items():
             seconds[name].append(_seconds(run))
-    rows_per_s = {name: len(runs[name][0]) / statistics.median(times) for name, times in seconds.items()}
+    rows_per_s = {name: len(runs[name][0]) / statistics.median(w for w, _ in times) for name, times in seconds.items()}
+    cpu_ms_per_row = {
+        name: 1000 * statistics.median(c for _, c in times) / len(runs[name][0]) for name, times in seconds.items()
+    }
 
     chunks = pipeline.encode(texts)
     raw_bytes = 4 * len(chunks.token_ids)
@@ -144,6 +148,7 @@ def measure(
         "tokens_per_row": len(chunks.token_ids) / max(rows, 1),
         "chunks_per_row": float(chunks.num_chunks.mean()) if rows else 0.0,
         "rows_per_s": rows_per_s,
+        "cpu_ms_per_row": cpu_ms_per_row,
         "chain_over_tokenizer": rows_per_s["full_chain"] / rows_per_s["tokenizer_call"],
         "chain_over_hf_tokenizer": rows_per_s["full_chain"] / rows_per_s["hf_tokenizer_call"],
         "chain_over_per_row": rows_per_s["full_chain"] / rows_per_s["per_row"],
@@ -189,16 +194,17 @@ def _memory_child(rows: int, tokenizer_path: str, max_sen_len: int, max_total_ch
 
 
 def report(figures: dict) -> str:
-    rate = figures["rows_per_s"]
+    rate, cpu = figures["rows_per_s"], figures["cpu_ms_per_row"]
     lines = [
         f"text chain on {figures['rows']:,} generated dialogues (max_sen_len={figures['max_sen_len']}, "
         f"max_total_chunks={figures['max_total_chunks']}), median of {figures['repeats']}, "
         f"load average {figures['load_average']:.1f}",
         f"  {figures['tokens_per_row']:.0f} stored tokens and {figures['chunks_per_row']:.2f} chunks per row",
-        f"  {'tokenizer_call (Rust backend, one batch)':44s} {rate['tokenizer_call']:8.0f} rows/s",
-        f"  {'hf_tokenizer_call (tokenizer(texts))':44s} {rate['hf_tokenizer_call']:8.0f} rows/s",
-        f"  {'full_chain (six steps, TextPipeline.encode)':44s} {rate['full_chain']:8.0f} rows/s",
-        f"  {'per_row (six steps row by row, %d rows)' % figures['per_row_rows']:44s} {rate['per_row']:8.0f} rows/s",
+        f"  {'tokenizer_call (Rust backend, one batch)':44s} {rate['tokenizer_call']:8.0f} rows/s {cpu['tokenizer_call']:6.2f} CPU ms/row",
+        f"  {'hf_tokenizer_call (tokenizer(texts))':44s} {rate['hf_tokenizer_call']:8.0f} rows/s {cpu['hf_tokenizer_call']:6.2f} CPU ms/row",
+        f"  {'full_chain (six steps, TextPipeline.encode)':44s} {rate['full_chain']:8.0f} rows/s {cpu['full_chain']:6.2f} CPU ms/row",
+        f"  {'per_row (six steps row by row, %d rows)' % figures['per_row_rows']:44s} {rate['per_row']:8.0f} rows/s "
+        f"{cpu['per_row']:6.2f} CPU ms/row",
         f"storage: {figures['storage_ratio']:.2f}x raw int32 tokens in memory, "
         f"{figures['cache_file_ratio']:.2f}x as cache file (target <= {TARGET_STORAGE_RATIO})",
     ]

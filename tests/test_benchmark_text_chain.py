@@ -20,7 +20,7 @@ def test_text_chain_benchmark_prints_its_figures_and_ratio_last():
     assert lines[-1].startswith("ratio full_chain / tokenizer_call = ")
     assert float(lines[-1].split("= ")[1].split()[0]) > 0
     for name in ("tokenizer_call", "hf_tokenizer_call", "full_chain", "per_row"):
-        assert any(line.strip().startswith(name) and line.endswith("rows/s") for line in lines), name
+        assert any(line.strip().startswith(name) and "rows/s" in line for line in lines), name
     assert any(line.startswith("storage: ") for line in lines)
     assert any(line.startswith("memory: encoding 60 dialogues peaked at") for line in lines)
 
