@@ -24,7 +24,7 @@ from processing.text.tokenization import ChunkStats
 
 log = logging.getLogger(__name__)
 
-CHAIN_VERSION = 1
+CHAIN_VERSION = 2
 
 
 def file_sha256(path: Path) -> str:

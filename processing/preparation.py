@@ -162,6 +162,7 @@ def _log_chunking(column: str, stats: ChunkStats, config: Config) -> None:
         )
     if stats.over_limit_samples:
         log.info(
-            "%s: %d samples have more than max_total_chunks=%d chunks and keep them all (chunk_trancate=false)",
-            column, stats.over_limit_samples, config.max_total_chunks,
+            "%s: %d samples need more than max_total_chunks=%d chunks; with chunk_trancate=false the limit is "
+            "raised to %d chunks and no text is lost",
+            column, stats.over_limit_samples, config.max_total_chunks, stats.max_chunks,
         )

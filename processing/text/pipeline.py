@@ -9,18 +9,21 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 
-from hyperparams.config import TEXT_STEP_NAMES
-from processing.text.cleaning import CLEANING_STEPS, Batch, TextNormalizer, TextStep
+from hyperparams.config import TEXT_STEP_NAMES, _step_order_problem
+from processing.text.cleaning import CLEANING_STEPS, Batch, Messages, TextNormalizer, TextStep
 from processing.text.ragged import RaggedChunks
-from processing.text.tokenization import ChunkStats, DialogueChunker, Tokenizer
+from processing.text.tokenization import ChunkStats, DialogueChunker, Tokenizer, TokenizedMessages
 
 log = logging.getLogger(__name__)
 
-ENCODE_BATCH_ROWS = 4096  # rows cleaned and tokenized together; bounds peak memory
+ENCODE_BATCH_ROWS = 1024  # rows cleaned and tokenized together: bounds memory, keeps both stages busy
 
 
 class TextPipeline:
@@ -48,35 +51,48 @@ class TextPipeline:
 
     def clean(self, texts: Sequence[str | None]) -> Batch:
         """Run the text steps (everything before the tokenizer): raw strings -> messages per sample."""
-        batch: Batch = [[_as_text(t)] for t in texts]
+        return self._clean(texts).to_batch()
+
+    def _clean(self, texts: Sequence[str | None]) -> Messages:
+        messages = Messages([_as_text(t) for t in texts], [1] * len(texts))
         for step in self.steps:
             if not isinstance(step, (Tokenizer, DialogueChunker)):
-                batch = step(batch)
-        return batch
+                messages = step.apply(messages)
+        return messages.without_empty()
 
     def __call__(self, texts: Sequence[str | None]):
         """Raw strings -> per string, a list of chunks of token ids (or messages, without a tokenizer)."""
         if self._tokenizer is None:
             return self.clean(texts)
-        return self._tokenizer.chunks(self.clean(texts), self._chunker, self.stats)
+        return self.encode(texts).to_lists()
 
     def encode(self, texts: Sequence[str | None]) -> RaggedChunks:
-        """Like calling the pipeline, but stored compactly and in bounded-size batches.
+        """Raw strings -> their chunks of token ids, stored compactly.
 
-        ``self.stats`` afterwards describes these texts only.
+        Rows go through in batches of ``ENCODE_BATCH_ROWS``. The Rust tokenizer releases the GIL,
+        so while a worker thread tokenizes one batch, this thread cleans the next one and packs
+        the previous one into chunks. ``self.stats`` afterwards describes these texts only.
         """
         tokenizer = self._tokenizer
         if tokenizer is None:
             raise ValueError("encode needs a pipeline that ends with the tokenizer step")
         self.stats = ChunkStats()
-        vocab_size = tokenizer.backend.get_vocab_size()
-        parts = [
-            RaggedChunks.from_lists(self(texts[start : start + ENCODE_BATCH_ROWS]), vocab_size)
-            for start in range(0, len(texts), ENCODE_BATCH_ROWS)
-        ]
+        parts: list[RaggedChunks] = []
+        pending: deque[tuple[Future[TokenizedMessages], list[int]]] = deque()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as worker:
+            for start in range(0, len(texts), ENCODE_BATCH_ROWS):
+                messages = self._clean(texts[start : start + ENCODE_BATCH_ROWS])
+                pending.append((worker.submit(tokenizer.encode_messages, messages.texts), messages.counts))
+                if len(pending) > 1:
+                    parts.append(self._chunks(*pending.popleft()))
+            while pending:
+                parts.append(self._chunks(*pending.popleft()))
         if not parts:
-            return RaggedChunks.from_lists([], vocab_size)
+            return tokenizer.chunks(TokenizedMessages(np.zeros(0, np.int32), []), [], self._chunker, self.stats)
         return RaggedChunks.concatenate(parts)
+
+    def _chunks(self, tokenized: Future[TokenizedMessages], counts: list[int]) -> RaggedChunks:
+        return self._tokenizer.chunks(tokenized.result(), counts, self._chunker, self.stats)
 
 
 def build_text_pipeline(
@@ -87,10 +103,13 @@ def build_text_pipeline(
     max_total_chunks: int = 5,
     chunk_trancate: bool = True,
 ) -> TextPipeline:
-    """Build the chain named by ``steps`` (names from ``TEXT_STEP_NAMES``, ``tokenizer`` last)."""
+    """Build the chain named by ``steps``, in the order the config allows (``tokenizer`` last)."""
     unknown = [s for s in steps if s not in TEXT_STEP_NAMES]
     if unknown:
         raise ValueError(f"unknown text step(s) {unknown}; valid steps are {list(TEXT_STEP_NAMES)}")
+    problem = _step_order_problem(list(steps))
+    if problem:
+        raise ValueError(f"text steps {list(steps)}: {problem}; valid steps in order are {list(TEXT_STEP_NAMES)}")
     built: list[TextStep] = []
     for name in steps:
         if name == "tokenizer":
@@ -118,7 +137,10 @@ def token_length_summary(chunks: RaggedChunks) -> dict[str, float]:
     return {f"p{q}": float(np.percentile(per_sample, q)) for q in (50, 90, 99)} | {"max": float(per_sample.max())}
 
 
-def _as_text(value: str | None) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def _as_text(value: object) -> str:
+    """A cell as text: missing (None, NaN, pd.NA) is empty, anything else its str()."""
+    if isinstance(value, str):
+        return value
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
-    return value if isinstance(value, str) else str(value)
+    return str(value)

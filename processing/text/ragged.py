@@ -8,6 +8,7 @@ under 65,536) plus 8 bytes per chunk and per sample.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -31,16 +32,6 @@ class RaggedChunks:
     @property
     def nbytes(self) -> int:
         return self.token_ids.nbytes + self.chunk_offsets.nbytes + self.sample_offsets.nbytes
-
-    @classmethod
-    def from_lists(cls, samples: list[list[list[int]]], vocab_size: int) -> RaggedChunks:
-        chunk_lengths = [len(chunk) for chunks in samples for chunk in chunks]
-        chunk_offsets = np.zeros(len(chunk_lengths) + 1, dtype=np.int64)
-        np.cumsum(chunk_lengths, out=chunk_offsets[1:])
-        sample_offsets = np.zeros(len(samples) + 1, dtype=np.int64)
-        np.cumsum([len(chunks) for chunks in samples], out=sample_offsets[1:])
-        flat = [tok for chunks in samples for chunk in chunks for tok in chunk]
-        return cls(np.asarray(flat, dtype=token_dtype(vocab_size)), chunk_offsets, sample_offsets)
 
     @classmethod
     def concatenate(cls, parts: list[RaggedChunks]) -> RaggedChunks:
