@@ -1,0 +1,124 @@
+"""GPU plan: training samples/s and model FLOPs utilisation (MFU) of multimodal_bert with a
+bert-base-sized encoder (12 layers, 768 wide) in bf16, at batch 32/64 and sequence length 128/512.
+
+Run it unchanged on a GPU machine (no hub access needed: the encoder is built from its config with
+random weights, which costs the same FLOPs as pretrained ones):
+
+    python benchmarks/gpu_mfu.py                      # peak FLOP/s looked up from the GPU's name
+    python benchmarks/gpu_mfu.py --peak-tflops 989    # or given (dense bf16 tensor-core peak)
+
+FLOPs per training step = 6 x (encoder parameters without embeddings) x tokens
+                        + 12 x layers x hidden x length x tokens    (attention scores and values)
+MFU = achieved FLOP/s ÷ peak FLOP/s. ``--device cpu --tiny`` runs a tiny version for the smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from common import demo_config
+from transformers import BertConfig
+
+# Dense bf16 tensor-core peaks (TFLOP/s) by a substring of torch.cuda.get_device_name().
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0,
+                    "L40S": 362.0, "A10G": 70.0, "L4": 121.0, "A10": 125.0}
+
+
+def encoder_config(tiny: bool) -> BertConfig:
+    if tiny:
+        return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    return BertConfig()  # bert-base: 12 layers, 768 hidden, 12 heads, 3072 intermediate, 30522 vocab
+
+
+def step_flops(encoder: BertConfig, non_embedding_params: int, batch: int, length: int) -> float:
+    tokens = batch * length
+    return 6.0 * non_embedding_params * tokens + 12.0 * encoder.num_hidden_layers * encoder.hidden_size * length * tokens
+
+
+def measure(batch: int, length: int, device: str, tiny: bool, steps: int) -> dict:
+    from models.backbone import Backbone
+    from models.lightning_module import build_optimizer
+    from models.registry import build_model
+
+    encoder = encoder_config(tiny)
+    config = demo_config(None, batch_size=batch, max_sen_len=length, fp16=True)
+    model = build_model(config, Backbone(encoder, None)).to(device).train()
+    bert = next(iter(model.text_encoders.values())).bert
+    non_embedding = sum(p.numel() for n, p in bert.named_parameters() if not n.startswith("embeddings."))
+    optimizer = build_optimizer(model, config)
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    batch_inputs = {
+        "input_ids": torch.randint(1000, encoder.vocab_size, (batch, 1, length), generator=generator).to(device),
+        "attention_mask": torch.ones(batch, 1, length, dtype=torch.long, device=device),
+        "tabular": torch.randn(batch, config.tabular_dim, generator=generator).to(device),
+        "labels": torch.randint(0, 2, (batch,), generator=generator).to(device),
+    }
+    dtype = torch.bfloat16
+
+    def step() -> None:
+        with torch.autocast(device_type=device, dtype=dtype):
+            loss = torch.nn.functional.cross_entropy(model(batch_inputs), batch_inputs["labels"])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(3):
+        step()
+    sync()
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - started)
+    seconds = statistics.median(times)
+    return {"batch": batch, "length": length, "step_s": seconds, "samples_per_s": batch / seconds,
+            "achieved_tflops": step_flops(encoder, non_embedding, batch, length) / seconds / 1e12}
+
+
+def peak_tflops(given: float | None) -> float | None:
+    if given:
+        return given
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="a tiny encoder and shapes (smoke test)")
+    parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("No GPU here. On a GPU machine run: python benchmarks/gpu_mfu.py [--peak-tflops N]")
+        return
+    shapes = [(2, 16)] if args.tiny else [(32, 128), (64, 128), (32, 512), (64, 512)]
+    peak = peak_tflops(args.peak_tflops)
+    rows = []
+    for batch, length in shapes:
+        row = measure(batch, length, args.device, args.tiny, 2 if args.tiny else args.steps)
+        row["mfu"] = row["achieved_tflops"] / peak if peak else None
+        rows.append(row)
+        mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "n/a (give --peak-tflops)"
+        print(f"batch {batch:3d} length {length:3d}: {row['samples_per_s']:8.1f} samples/s "
+              f"{row['achieved_tflops']:7.1f} TFLOP/s MFU {mfu}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    best = max(rows, key=lambda r: r["achieved_tflops"])
+    print(f"gpu: best MFU {100 * best['mfu']:.1f}% at batch {best['batch']}, length {best['length']}"
+          if best["mfu"] is not None else "gpu: MFU needs --peak-tflops")
+
+
+if __name__ == "__main__":
+    main()

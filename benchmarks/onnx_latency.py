@@ -1,0 +1,100 @@
+"""Inference artifacts: ONNX Runtime latency ÷ PyTorch eager, at batch 1 and batch 32, on the demo model.
+
+The demo model (multimodal_bert on MiniLM) is exported exactly as the job exports it, then timed on
+real review batches: PyTorch eager in fp32 under ``inference_mode``; ONNX Runtime with its default
+session; and ONNX Runtime with full graph optimisation, the transformer fusions of
+``onnxruntime.transformers`` and one intra-op thread per core. Ratios below 1 mean ONNX is faster.
+
+    python benchmarks/onnx_latency.py [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+from common import arguments, demo_config, demo_frames, prepare, report
+
+
+def sessions(path: Path, num_heads: int, hidden: int) -> dict[str, ort.InferenceSession]:
+    out = {"ort_default": ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    fused = _transformer_fused(path, num_heads, hidden)
+    out["ort_tuned"] = ort.InferenceSession(str(fused), options, providers=["CPUExecutionProvider"])
+    return out
+
+
+def _transformer_fused(path: Path, num_heads: int, hidden: int) -> Path:
+    """ORT's BERT fusions (attention, layer norm, GELU); the plain graph where they do not apply."""
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        optimized = optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden)
+        target = path.with_name("model.fused.onnx")
+        optimized.save_model_to_file(str(target))
+        return target
+    except Exception as exc:  # the fusions are an optional speed-up, never a requirement
+        print(f"transformer fusions not applied: {exc}")
+        return path
+
+
+def latency(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:
+    from export.onnx_export import ProbabilityGraph, export_onnx, pad_chunks
+    from loops import fresh_model
+    from training.data import make_loader
+
+    config = demo_config(model)
+    tokenizer, backbone, splits = prepare(config, demo_frames(rows, eval_rows=rows))
+    net = fresh_model(config, backbone, splits["train"]).eval()
+    collate = make_loader(splits["val"], config, train=False, pad_id=tokenizer.pad_token_id or 0).collate_fn
+    graph = ProbabilityGraph(net).eval()
+    figures: dict = {"threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(net, pad_chunks(collate([0, 1]), chunks=2, tokens=2), path, max_tokens=backbone.max_positions)
+        runners = sessions(path, backbone.hf_config.num_attention_heads, backbone.hidden_size)
+        for size in (1, 32):
+            batch = collate(list(range(min(size, rows))))
+            feeds = {name: batch[name].numpy() for name in graph.names}
+            args = [batch[name] for name in graph.names]
+            with torch.inference_mode():
+                eager = latency(lambda: graph(*args), repeats)
+            figures[f"pytorch_eager_ms_batch{size}"] = 1000 * eager
+            for name, session in runners.items():
+                seconds = latency(lambda s=session: s.run(None, feeds), repeats)
+                figures[f"{name}_ms_batch{size}"] = 1000 * seconds
+                figures[f"{name}_over_eager_batch{size}"] = seconds / eager
+    return figures
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], repeats=20, rows=64).parse_args()
+    figures = run(args.model, args.repeats, args.rows)
+    report(
+        figures,
+        "onnx: tuned ORT / PyTorch eager latency = "
+        f"{figures['ort_tuned_over_eager_batch1']:.2f} (batch 1), {figures['ort_tuned_over_eager_batch32']:.2f} (batch 32)",
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()

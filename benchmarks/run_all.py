@@ -1,0 +1,131 @@
+"""Run every benchmark side by side and write benchmarks/RESULTS.md (`make bench`).
+
+Each benchmark runs in its own process (so memory and thread pools start clean) and saves its
+figures as JSON; this script collects them with the machine, library versions and date.
+
+    python benchmarks/run_all.py [--only padding,onnx_latency]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# name -> (script, what it shows, target)
+BENCHMARKS = {
+    "text_chain": ("text_chain.py", "Text chain throughput vs the bare tokenizer and a per-row script", ">= 0.7 and >= 3x"),
+    "training_overhead": ("training_overhead.py", "Lightning training step vs a minimal PyTorch loop", ">= 0.95"),
+    "padding": ("padding.py", "Dynamic per-batch padding vs padding to 512", ">= 3x"),
+    "data_loading": ("data_loading.py", "Time waiting for data vs step time", "<= 5%"),
+    "evaluation_speed": ("evaluation_speed.py", "Validation seconds per 1,000 rows", "report"),
+    "onnx_latency": ("onnx_latency.py", "ONNX Runtime vs PyTorch eager latency", "ONNX faster where possible"),
+    "scaling": ("scaling.py", "Preprocessing + one epoch at 1k/10k/100k rows", "exponent <= 1"),
+    "bf16_speed": ("bf16_speed.py", "bf16-mixed vs fp32 training step on CPU", "report"),
+}
+VERSIONS = ("torch", "lightning", "transformers", "tokenizers", "onnxruntime", "numpy", "pandas", "emoji")
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory, 1), "python": platform.python_version(),
+            "os": platform.platform()}
+
+
+def run_one(name: str, script: str, folder: Path) -> dict:
+    out = folder / f"{name}.json"
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, str(HERE / script), "--json", str(out)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0 or not out.exists():
+        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        return {"error": " / ".join(tail), "seconds": elapsed}
+    data = json.loads(out.read_text())
+    data["seconds"] = elapsed
+    return data
+
+
+def results_markdown(results: dict, info: dict) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {info['date']} by `make bench` (`benchmarks/run_all.py`); every ratio is measured side by side in",
+        "one run on the same data, medians of several repetitions. Re-run with `make bench`.",
+        "",
+        f"- Machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, {info['machine']['memory_gib']} GiB,"
+        f" Python {info['machine']['python']}, {info['machine']['os']}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+        "",
+        "| Benchmark | Headline | Target | Run time |",
+        "|---|---|---|---|",
+    ]
+    for name, (_, _, target) in BENCHMARKS.items():
+        r = results.get(name)
+        if r is None:
+            continue
+        headline = r.get("headline") or f"failed: {r.get('error', '')[:200]}"
+        lines.append(f"| {name} | {headline} | {target} | {r['seconds']:.0f} s |")
+    for name, (script, title, _) in BENCHMARKS.items():
+        r = results.get(name)
+        if r is None or "figures" not in r:
+            continue
+        lines += ["", f"## {name}: {title}", "", f"`python benchmarks/{script}`", ""]
+        for key, value in r["figures"].items():
+            shown = f"{value:.4g}" if isinstance(value, float) else value
+            lines.append(f"- {key}: {shown}")
+    lines += ["", GPU_PLAN]
+    return "\n".join(lines) + "\n"
+
+
+GPU_PLAN = """## GPU plan (not measured here: this machine has no GPU)
+
+On a GPU machine, after `make setup`, run:
+
+```bash
+python benchmarks/gpu_mfu.py                      # peak bf16 FLOP/s looked up from the GPU name
+python benchmarks/gpu_mfu.py --peak-tflops 989    # or stated (H100 SXM dense bf16)
+```
+
+It trains `multimodal_bert` with a bert-base-sized encoder (12 layers, 768 wide, random weights:
+FLOPs do not depend on the values) in bf16 at batch 32/64 and length 128/512 and prints samples/s,
+achieved TFLOP/s and model FLOPs utilisation per shape (FLOPs per step = 6 x non-embedding
+parameters x tokens + 12 x layers x hidden x length x tokens). Expect MFU to rise with batch and
+length; below ~30% at batch 64 / length 512 on an H100 points at input or launch overhead worth
+profiling (e.g. `torch.compile`, fused AdamW)."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated benchmark names")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    chosen = [n for n in BENCHMARKS if not args.only or n in args.only.split(",")]
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in chosen:
+            print(f"== {name}", flush=True)
+            results[name] = run_one(name, BENCHMARKS[name][0], Path(folder))
+            print(results[name].get("headline") or results[name].get("error"), flush=True)
+    info = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "versions": {pkg: metadata.version(pkg) for pkg in VERSIONS},
+    }
+    args.out.write_text(results_markdown(results, info))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

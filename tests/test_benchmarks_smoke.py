@@ -1,0 +1,86 @@
+"""Every benchmark runs end to end at a tiny size, so none of them rots (their speed is not checked here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from synthetic import build_tiny_bert
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def bert_512(tmp_path_factory) -> str:
+    """The tiny BERT with room for 512 positions (the padding benchmark pads to 512)."""
+    return str(build_tiny_bert(tmp_path_factory.mktemp("bert512"), max_positions=512))
+
+
+def test_training_overhead(bert_512):
+    import training_overhead
+
+    figures = training_overhead.run(bert_512, steps=4, repeats=1, rows=80, batch_size=8)
+    assert figures["ratio"] > 0 and figures["raw_loop_samples_per_s"] > 0
+
+
+def test_padding(bert_512):
+    import padding
+
+    figures = padding.run(bert_512, steps=3, repeats=1, rows=60, batch_size=8)
+    assert figures["tokens_per_sample_fixed_512"] == 512
+    assert figures["tokens_per_sample_dynamic"] < 512
+    assert figures["max_loss_difference"] < 1e-4
+
+
+def test_data_loading(bert_512):
+    import data_loading
+
+    figures = data_loading.run(bert_512, steps=4, repeats=1, rows=80, batch_size=8)
+    assert 0 <= figures["wait_fraction"] < 1
+
+
+def test_evaluation_speed(bert_512):
+    import evaluation_speed
+
+    assert evaluation_speed.run(bert_512, rows=24, repeats=1)["seconds_per_1000_rows_eval_batch"] > 0
+
+
+def test_onnx_latency(bert_512):
+    import onnx_latency
+
+    figures = onnx_latency.run(bert_512, repeats=2, rows=40)
+    assert figures["ort_tuned_ms_batch32"] > 0
+
+
+def test_scaling(bert_512):
+    import scaling
+
+    figures = scaling.run(bert_512, sizes="40,80")
+    assert figures["rows_80_peak_rss_mb"] > 0
+
+
+def test_bf16_speed(bert_512):
+    import bf16_speed
+
+    assert bf16_speed.run(bert_512, steps=3, repeats=1, rows=60, batch_size=8)["fp32_step_s"] > 0
+
+
+def test_gpu_plan_runs_tiny_on_cpu():
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_mfu.py"), "--device", "cpu", "--tiny"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "samples/s" in result.stdout
+
+
+def test_run_all_writes_results(tmp_path, monkeypatch):
+    import run_all
+
+    fake = {"figures": {"ratio": 1.0}, "headline": "x: ratio = 1.00", "seconds": 1.0}
+    markdown = run_all.results_markdown({"training_overhead": fake}, {
+        "date": "2026-01-01", "machine": run_all.machine(), "versions": {"torch": "2.13.0"}})
+    assert "| training_overhead | x: ratio = 1.00 | >= 0.95 | 1 s |" in markdown
+    assert "GPU plan" in markdown
