@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-total-chunks", type=int, default=5)
     parser.add_argument("--memory-rows", type=int, default=0, help="also measure peak memory on this many rows")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the installed MiniLM)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON instead")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here (for run_all.py)")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -242,7 +242,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     figures = measure(args.rows, args.repeats, args.per_row_rows, args.max_sen_len, args.max_total_chunks,
                       args.memory_rows, args.tokenizer)
-    print(json.dumps(figures, indent=2) if args.json else report(figures))
+    text = report(figures)
+    if args.json:
+        args.json.write_text(json.dumps({"figures": figures, "headline": text.splitlines()[-1]}, indent=2))
+    print(text)
 
 
 if __name__ == "__main__":
