@@ -143,6 +143,8 @@ def saved_run(checkpoint: Path) -> dict | None:
 
 
 def _newest_checkpoint(folder: Path) -> Path | None:
+    for partial in folder.glob(".*.partial"):  # left by a write that was killed; nothing writes at start
+        partial.unlink(missing_ok=True)
     if (folder / LAST).is_file():
         return folder / LAST
     numbered = [(int(m[2]), int(m[1]), p) for p in folder.glob("epoch=*-step=*.ckpt") if (m := _STEP.match(p.name))]
