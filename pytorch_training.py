@@ -104,6 +104,7 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     )
     check_columns(config, frames, files)
     digests = data_digests(files)
+    resume = checkpoint_to_resume(paths.checkpoints_dir, config, digests)
     cache_dir = paths.checkpoints_dir / "preprocessed"
     with local_rank_zero_first(cache_dir, run_fingerprint(config, digests)):
         data = prepare_data(config, frames, tokenizer, files, TextCache(cache_dir))
@@ -115,9 +116,10 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     train_loader, val_loader = fit_loaders(data.splits, config, pad_id=tokenizer.pad_token_id or 0, on_gpu=plan.on_gpu)
     module = training_module(model, config, plan)
     trainer = build_trainer(
-        config, plan, len(frames["train"]), paths.checkpoints_dir, paths.output_data_dir / "tensorboard_train", digests, stop
+        config, plan, len(frames["train"]), paths.checkpoints_dir, paths.output_data_dir / "tensorboard_train",
+        digests, stop,
     )
-    fit(trainer, module, train_loader, val_loader, resume=checkpoint_to_resume(paths.checkpoints_dir, config, digests))
+    fit(trainer, module, train_loader, val_loader, resume)
     model = trained_model(trainer, module, config, backbone)
 
     with others_wait_for_global_zero(trainer) as writer:
@@ -139,9 +141,9 @@ def export_and_evaluate(
 ) -> None:
     """Global rank 0 only: model files, ONNX, and evaluation of every val and test row."""
     device = trainer.strategy.root_device
+    pad_id, on_gpu = tokenizer.pad_token_id or 0, device.type == "cuda"
     loaders = {
-        split: evaluation_loader(data.splits[split], config, pad_id=tokenizer.pad_token_id or 0, on_gpu=device.type == "cuda")
-        for split in ("val", "test")
+        split: evaluation_loader(data.splits[split], config, pad_id=pad_id, on_gpu=on_gpu) for split in ("val", "test")
     }
     with staged_directory(paths.model_dir) as staging:
         bundle = artifacts_bundle(

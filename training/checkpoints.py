@@ -77,20 +77,21 @@ class RunState(Callback):
         self._finished = False
         self._rng: dict[str, Any] | None = None
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        loader = trainer.train_dataloader
         checkpoint["run"] = {
             "fingerprint": self.fingerprint,
             "config": self.config,
             "data": self.data_digests,
             "training_finished": self._finished or trainer.should_stop,
-            "data_position": trainer.train_dataloader.position() if isinstance(trainer.train_dataloader, ResumableLoader) else None,
+            "data_position": loader.position() if isinstance(loader, ResumableLoader) else None,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
         }
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         run = checkpoint.get("run", {})
         if run.get("training_finished"):
             trainer.should_stop = True  # early stopping had ended training; do not train past it
@@ -156,6 +157,7 @@ def _differences(run: dict | None, config: Config, data_digests: Mapping[str, st
         return "it records no run configuration"
     now = config.model_dump(mode="json")
     changed = [f"{k}: {run['config'].get(k)!r} -> {v!r}" for k, v in now.items() if run["config"].get(k) != v]
-    changed += [f"{split} data file changed" for split, d in data_digests.items() if run.get("data", {}).get(split) != d]
+    saved_data = run.get("data", {})
+    changed += [f"{split} data file changed" for split, d in data_digests.items() if saved_data.get(split) != d]
     shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
     return shown or "its fingerprint differs"

@@ -30,7 +30,12 @@ def _options(on_gpu: bool) -> dict:
     workers = loader_workers(on_gpu)
     # An own generator: worker seeds are then drawn from it, never from the global RNG that
     # dropout uses, so creating an iterator (more often in a resumed run) changes no weights.
-    return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": on_gpu, "generator": torch.Generator()}
+    return {
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "pin_memory": on_gpu,
+        "generator": torch.Generator(),
+    }
 
 
 def fit_loaders(

@@ -60,21 +60,27 @@ class ProcessPlan:
 
     def describe(self) -> str:
         nodes = f" on {self.num_nodes} nodes (this is node {self.node_rank})" if self.num_nodes > 1 else ""
-        return f"{self.world_size} process(es), {self.devices} {self.accelerator} device(s) per node{nodes}, strategy {self.strategy}, started by {self.launcher}"
+        return (
+            f"{self.world_size} process(es), {self.devices} {self.accelerator} device(s) per node{nodes}, "
+            f"strategy {self.strategy}, started by {self.launcher}"
+        )
 
 
 def plan_processes(config: Config, environ: Mapping[str, str] | None = None) -> ProcessPlan:
+    """Devices, nodes and strategy from the config and the launch environment (``os.environ`` by default)."""
     env = os.environ if environ is None else environ
     accelerator = _accelerator(config.accelerator)
     if all(name in env for name in TORCHRUN_VARIABLES):
         devices = int(env["LOCAL_WORLD_SIZE"])
-        nodes, node_rank, launcher, rendezvous = int(env["WORLD_SIZE"]) // devices, int(env["GROUP_RANK"]), "torchrun", {}
+        nodes, node_rank, rendezvous = int(env["WORLD_SIZE"]) // devices, int(env["GROUP_RANK"]), {}
+        launcher = "torchrun"
         _must_agree("devices", config.devices, devices, "torchrun's --nproc_per_node")
     else:
         devices = _devices(config.devices, accelerator)
         nodes, node_rank, rendezvous = _sagemaker_hosts(env)
         launcher = "lightning"
-    _must_agree("num_nodes", config.num_nodes, nodes, "torchrun's --nnodes" if launcher == "torchrun" else "the hosts in SM_HOSTS")
+    nodes_source = "torchrun's --nnodes" if launcher == "torchrun" else "the hosts in SM_HOSTS"
+    _must_agree("num_nodes", config.num_nodes, nodes, nodes_source)
     strategy = {"auto": "ddp" if devices * nodes > 1 else "single"}.get(config.strategy, config.strategy)
     return ProcessPlan(accelerator, devices, nodes, node_rank, strategy, launcher, rendezvous)
 
@@ -93,7 +99,9 @@ def _devices(requested: int | str, accelerator: str) -> int:
         if requested == "auto":
             return visible
         if requested > visible:
-            raise ConfigError(f"devices={requested} but only {visible} GPU(s) are visible; lower devices or set it to auto.")
+            raise ConfigError(
+                f"devices={requested} but only {visible} GPU(s) are visible; lower devices or set it to auto."
+            )
         return requested
     return 1 if requested == "auto" else requested
 
@@ -105,10 +113,15 @@ def _sagemaker_hosts(env: Mapping[str, str]) -> tuple[int, int, dict[str, str]]:
     try:
         hosts = sorted(json.loads(env["SM_HOSTS"]))
     except (ValueError, TypeError):
-        raise ConfigError(f"SM_HOSTS={env['SM_HOSTS']!r} is not a JSON list of host names, e.g. [\"algo-1\", \"algo-2\"].") from None
+        raise ConfigError(
+            f"SM_HOSTS={env['SM_HOSTS']!r} is not a JSON list of host names, e.g. [\"algo-1\", \"algo-2\"]."
+        ) from None
     current = env.get("SM_CURRENT_HOST", "")
     if current not in hosts:
-        raise ConfigError(f"SM_CURRENT_HOST={current!r} is not one of SM_HOSTS {hosts}; SageMaker sets both, check a hand-made environment.")
+        raise ConfigError(
+            f"SM_CURRENT_HOST={current!r} is not one of SM_HOSTS {hosts}; SageMaker sets both, "
+            "check a hand-made environment."
+        )
     if len(hosts) == 1:
         return 1, 0, {}
     rendezvous = {"MASTER_ADDR": hosts[0], "MASTER_PORT": str(MASTER_PORT), "NODE_RANK": str(hosts.index(current))}

@@ -76,12 +76,15 @@ class StopOnSignal(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.request.deferred = False
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
-        step_done = (batch_idx + 1) % trainer.accumulate_grad_batches == 0 or batch_idx + 1 == trainer.num_training_batches
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int):
+        done = batch_idx + 1
+        step_done = done % trainer.accumulate_grad_batches == 0 or done == trainer.num_training_batches
         if step_done and self._stop_agreed(trainer):
             self._save_and_stop(trainer)
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking and self._stop_agreed(trainer):
             self._save_and_stop(trainer)
 
@@ -91,4 +94,6 @@ class StopOnSignal(Callback):
     def _save_and_stop(self, trainer: pl.Trainer) -> None:
         trainer.save_checkpoint(self.checkpoint)
         log.warning("Stopped at step %d; checkpoint saved at %s", trainer.global_step, self.checkpoint)
-        raise Interrupted(f"interrupted; checkpoint saved at {self.checkpoint}. A restart with the same config resumes from it.")
+        raise Interrupted(
+            f"interrupted; checkpoint saved at {self.checkpoint}. A restart with the same config resumes from it."
+        )

@@ -127,7 +127,9 @@ def build_trainer(
     )
 
 
-def fit(trainer: pl.Trainer, module: ClassifierModule, train: ResumableLoader, val: DataLoader, resume: Path | None) -> None:
+def fit(
+    trainer: pl.Trainer, module: ClassifierModule, train: ResumableLoader, val: DataLoader, resume: Path | None
+) -> None:
     """Train (continuing from ``resume`` when given); every rank returns together."""
     if resume is not None and (position := saved_run(resume).get("data_position")):
         train.resume(position)
@@ -135,7 +137,9 @@ def fit(trainer: pl.Trainer, module: ClassifierModule, train: ResumableLoader, v
     trainer.strategy.barrier("training finished")
 
 
-def trained_model(trainer: pl.Trainer, module: ClassifierModule, config: Config, backbone: Backbone) -> Classifier | None:
+def trained_model(
+    trainer: pl.Trainer, module: ClassifierModule, config: Config, backbone: Backbone
+) -> Classifier | None:
     """The classifier to export and evaluate, with full (unsharded) weights, on global rank 0; None on other ranks.
 
     With ``load_ckpt`` the weights are the best checkpoint's (by ``early_stop_metric``), else the
