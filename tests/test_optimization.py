@@ -9,6 +9,7 @@ import torch
 from synthetic import hyperparameters, write_job
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from contracts import ConfigError
 from hyperparams import validate_config
 from models.backbone import Backbone
 from models.lightning_module import build_optimizer, parameter_groups, warmup_then_linear_decay
@@ -121,3 +122,15 @@ def test_fp16_precision_follows_the_hardware(monkeypatch, caplog, cuda, gpu_bf16
         assert precision.choose_precision(True, accelerator) == expected
     assert expected in caplog.text or "fp32" in caplog.text
     assert precision.choose_precision(False, accelerator) == "32-true"
+
+
+def test_fsdp_with_fp16_on_gpus_without_bf16_is_refused_up_front(tiny_bert, monkeypatch, tmp_path):
+    from training import trainer
+    from training.distributed import ProcessPlan
+    from training.interruption import StopRequest
+
+    monkeypatch.setattr(trainer, "choose_precision", lambda fp16, accelerator: "16-mixed")  # an older GPU
+    config = validate_config(hyperparameters(tiny_bert, fp16=True, strategy="fsdp"))
+    plan = ProcessPlan("gpu", 2, 1, 0, "fsdp", "lightning")
+    with pytest.raises(ConfigError, match="strategy=fsdp with fp16=true needs GPUs with bf16.*set fp16=false, or strategy=ddp"):
+        trainer.build_trainer(config, plan, 100, tmp_path, tmp_path / "logs", {}, StopRequest())

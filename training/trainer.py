@@ -15,6 +15,7 @@ from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy, Str
 from torch.distributed.fsdp import FSDPModule
 from torch.utils.data import DataLoader
 
+from contracts import ConfigError
 from hyperparams import Config
 from models.backbone import Backbone
 from models.classifier import Classifier
@@ -102,6 +103,12 @@ def build_trainer(
         progress_callback(),
         checkpoint,
     ]
+    precision = choose_precision(config.fp16, plan.accelerator)
+    if plan.strategy == "fsdp" and precision == "16-mixed":
+        raise ConfigError(
+            "strategy=fsdp with fp16=true needs GPUs with bf16 (Ampere or newer), and these have none; "
+            "set fp16=false, or strategy=ddp."
+        )
     batches_per_rank = math.ceil(math.ceil(train_rows / plan.world_size) / config.batch_size)
     plan.export()
     log.info("Training with %s", plan.describe())
@@ -110,7 +117,7 @@ def build_trainer(
         devices=plan.devices,
         num_nodes=plan.num_nodes,
         strategy=lightning_strategy(plan),
-        precision=choose_precision(config.fp16, plan.accelerator),
+        precision=precision,
         max_epochs=config.max_epochs,
         val_check_interval=validation_interval(config, batches_per_rank),
         gradient_clip_val=config.gradient_clip_val or None,
