@@ -17,6 +17,15 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
    calibration figures, TensorBoard events; prints each metric as ``<split>/<metric>=<value>``;
 8. writes ``model/manifest.json`` (inputs and their hashes, config hash, versions, timings, metrics).
 
+Devices and processes: one device by default, every visible GPU with DDP when there are several,
+FSDP with ``strategy=fsdp``; several SageMaker hosts (``SM_HOSTS``) or ``torchrun`` add nodes.
+Each node preprocesses once (local rank 0; the other ranks reuse its cache); global rank 0 alone
+exports, evaluates every val/test row once and writes files, while the other ranks wait for it.
+
+Checkpoints go to the checkpoint folder (``/opt/ml/checkpoints``) atomically. A run restarted with
+the same config and data resumes from the newest one; a checkpoint of a different run is an error.
+SIGTERM (job stop, spot interruption) ends the current step, saves ``last.ckpt`` and exits.
+
 Any error writes ``output/failure`` (first line: what to change) and exits with status 1;
 ``model/`` is only filled when every step succeeded. Command-line arguments (``train``, or the
 ``--name value`` pairs the SageMaker toolkit passes) are ignored: hyperparameters.json is the
@@ -27,11 +36,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import lightning.pytorch as pl
+import pandas as pd
+from transformers import PreTrainedTokenizerBase
 
 from contracts import ContractPaths, RunSwitches, resolve_paths
-from contracts.failure import write_failure
+from contracts.failure import failure_reason, write_failure
 from evaluation.inference import predict_probabilities
 from evaluation.report import SplitResult, write_evaluation
 from export.manifest import RunRecord
@@ -39,17 +51,20 @@ from export.model_files import artifacts_bundle, staged_directory, write_model_f
 from export.onnx_export import export_verified_onnx
 from hyperparams import Config, load_config
 from models.backbone import Backbone
-from models.lightning_module import ClassifierModule
+from models.classifier import Classifier
 from models.registry import build_model, trainable_parameters
 from processing.cache import TextCache
 from processing.files import load_splits
 from processing.precomputed import apply_pipeline_inputs
-from processing.preparation import prepare_data
+from processing.preparation import PreparedData, prepare_data
 from processing.text.loading import check_sequence_limit, load_tokenizer
 from processing.validation import check_columns
-from training.data import make_loader
+from training.checkpoints import checkpoint_to_resume, data_digests, run_fingerprint
+from training.data import evaluation_loader, fit_loaders
+from training.distributed import local_rank, local_rank_zero_first, others_wait_for_global_zero, plan_processes
+from training.interruption import StopRequest
 from training.logs import configure_logging
-from training.trainer import build_trainer, load_best_weights
+from training.trainer import build_trainer, fit, trained_model, training_module
 
 log = logging.getLogger("pytorch_training")
 
@@ -57,22 +72,28 @@ log = logging.getLogger("pytorch_training")
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     paths = resolve_paths()
-    paths.failure_file.unlink(missing_ok=True)
+    first_on_node = local_rank() == 0  # the other ranks of a node only report a failure nobody else did
+    if first_on_node:
+        paths.failure_file.unlink(missing_ok=True)
+    stop = StopRequest()
     try:
-        train_and_export(paths, sys.argv[1:] if argv is None else argv)
+        with stop.installed():
+            train_and_export(paths, sys.argv[1:] if argv is None else argv, stop)
     except (Exception, KeyboardInterrupt) as exc:
-        reason = write_failure(paths.failure_file, exc)
-        log.error("Job failed: %s", reason, exc_info=exc)
+        if first_on_node or not paths.failure_file.exists():
+            write_failure(paths.failure_file, exc)
+        log.error("Job failed: %s", failure_reason(exc), exc_info=exc)
         return 1
     return 0
 
 
-def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
+def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -> None:
     run = RunRecord()
     if argv:
         log.info("Ignoring command-line arguments %s; the job is configured by hyperparameters.json", argv)
     switches = RunSwitches.from_env()
     config = apply_pipeline_inputs(load_config(paths), paths.artifacts_input_dir, switches)
+    plan = plan_processes(config)
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     tokenizer = load_tokenizer(config.tokenizer)
@@ -85,24 +106,49 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
         string_columns=[config.id_name, *config.text_fields.values()],
     )
     check_columns(config, frames, files)
-    data = prepare_data(config, frames, tokenizer, files, TextCache(paths.checkpoints_dir / "preprocessed"))
+    digests = data_digests(files)
+    resume = checkpoint_to_resume(paths.checkpoints_dir, config, digests)
+    cache_dir = paths.checkpoints_dir / "preprocessed"
+    with local_rank_zero_first(cache_dir, run_fingerprint(config, digests)):
+        data = prepare_data(config, frames, tokenizer, files, TextCache(cache_dir))
 
     model = build_model(config, backbone)
     if model.tabular is not None:
         model.tabular.fit_scale(data.splits["train"].tabular)
     log.info("Model %s: %s trainable parameters", config.model_class, f"{trainable_parameters(model):,}")
-    loaders = {
-        split: make_loader(data.splits[split], config, train=split == "train", pad_id=tokenizer.pad_token_id or 0)
-        for split in data.splits
-    }
-    module = ClassifierModule(model, config)
+    train_loader, val_loader = fit_loaders(data.splits, config, pad_id=tokenizer.pad_token_id or 0, on_gpu=plan.on_gpu)
+    module = training_module(model, config, plan)
     trainer = build_trainer(
-        config, paths.checkpoints_dir, paths.output_data_dir / "tensorboard_train", len(loaders["train"])
+        config, plan, len(frames["train"]), paths.checkpoints_dir, paths.output_data_dir / "tensorboard_train",
+        digests, stop,
     )
-    trainer.fit(module, loaders["train"], loaders["val"])
-    if config.load_ckpt:
-        load_best_weights(module, trainer)
+    fit(trainer, module, train_loader, val_loader, resume)
+    model = trained_model(trainer, module, config, backbone)
 
+    with others_wait_for_global_zero(trainer) as writer:
+        if writer:
+            export_and_evaluate(paths, run, config, model, backbone, tokenizer, data, frames, files, trainer)
+    log.info("Done in %.0fs", run.elapsed)
+
+
+def export_and_evaluate(
+    paths: ContractPaths,
+    run: RunRecord,
+    config: Config,
+    model: Classifier,
+    backbone: Backbone,
+    tokenizer: PreTrainedTokenizerBase,
+    data: PreparedData,
+    frames: dict[str, pd.DataFrame],
+    files: dict[str, Path],
+    trainer: pl.Trainer,
+) -> None:
+    """Global rank 0 only: model files, ONNX, and evaluation of every val and test row."""
+    device = trainer.strategy.root_device
+    pad_id, on_gpu = tokenizer.pad_token_id or 0, device.type == "cuda"
+    loaders = {
+        split: evaluation_loader(data.splits[split], config, pad_id=pad_id, on_gpu=on_gpu) for split in ("val", "test")
+    }
     with staged_directory(paths.model_dir) as staging:
         bundle = artifacts_bundle(
             config,
@@ -117,14 +163,14 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
             model, loaders["val"].collate_fn, len(frames["val"]), staging / "model.onnx", backbone.max_positions
         )
         results = {
-            split: SplitResult(data.splits[split].labels, predict_probabilities(model, loaders[split]), frames[split], files[split])
+            split: SplitResult(data.splits[split].labels, predict_probabilities(model, loaders[split], device), frames[split], files[split])
             for split in ("val", "test")
         }
         metrics = write_evaluation(paths.output_data_dir, config, results, step=trainer.global_step)
         run.write_manifest(staging, config=config, files=files, frames=frames, model=model, trainer=trainer,
                            onnx_parity=onnx_parity, metrics=metrics)
     print_metric_lines(metrics)
-    log.info("Done in %.0fs; model in %s, evaluation in %s", run.elapsed, paths.model_dir, paths.output_data_dir)
+    log.info("Model in %s, evaluation in %s", paths.model_dir, paths.output_data_dir)
 
 
 def print_metric_lines(metrics: dict) -> None:

@@ -1,7 +1,7 @@
 """The script contract: fixed locations under /opt/ml, environment switches, user-facing errors."""
 
 from contracts.environment import RunSwitches, env_flag
-from contracts.errors import ConfigError, DataError, ExportError, UserError
+from contracts.errors import ConfigError, DataError, ExportError, Interrupted, UserError
 from contracts.paths import SPLITS, ContractPaths, resolve_paths
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "ContractPaths",
     "DataError",
     "ExportError",
+    "Interrupted",
     "RunSwitches",
     "UserError",
     "env_flag",

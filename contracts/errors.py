@@ -19,3 +19,7 @@ class DataError(UserError):
 
 class ExportError(UserError):
     """The trained model could not be exported or the export does not match PyTorch."""
+
+
+class Interrupted(UserError):
+    """The job was stopped from outside (job stop, spot interruption); the message says what was saved."""

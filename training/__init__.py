@@ -1,1 +1,2 @@
-"""Training runtime: Trainer assembly, data loaders, precision, progress output, logging."""
+"""Training runtime: processes and devices, data sharding, the Trainer, checkpoints and resume,
+interruption, precision, progress output, logging."""

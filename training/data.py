@@ -1,4 +1,4 @@
-"""DataLoaders over preprocessed splits."""
+"""DataLoaders over preprocessed splits: sharded and resumable for training, whole for evaluation."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from hyperparams import Config
 from models.registry import text_keys
 from processing.dataset import BatchCollator, EncodedSplit, RowIndices
+from training.sampling import ResumableLoader, sharded_batches
 
 EVAL_BATCH_MULTIPLIER = 4  # no activations kept for backward: evaluation affords bigger batches
 
@@ -21,17 +22,48 @@ def loader_workers(on_gpu: bool) -> int:
     return max(0, min(4, (os.cpu_count() or 1) // max(1, torch.cuda.device_count()) - 1))
 
 
-def make_loader(split: EncodedSplit, config: Config, *, train: bool, pad_id: int, on_gpu: bool = False) -> DataLoader:
+def _collator(split: EncodedSplit, config: Config, pad_id: int) -> BatchCollator:
+    return BatchCollator(split, text_keys(config), pad_id, config.max_sen_len if config.fixed_tokenizer_length else 0)
+
+
+def _options(on_gpu: bool) -> dict:
     workers = loader_workers(on_gpu)
-    collate = BatchCollator(split, text_keys(config), pad_id, config.max_sen_len if config.fixed_tokenizer_length else 0)
-    generator = torch.Generator().manual_seed(config.seed) if train else None
+    # An own generator: worker seeds are then drawn from it, never from the global RNG that
+    # dropout uses, so creating an iterator (more often in a resumed run) changes no weights.
+    return {
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "pin_memory": on_gpu,
+        "generator": torch.Generator(),
+    }
+
+
+def fit_loaders(
+    splits: dict[str, EncodedSplit], config: Config, *, pad_id: int, on_gpu: bool = False
+) -> tuple[ResumableLoader, DataLoader]:
+    """This rank's training loader (shuffled per epoch from ``seed``) and validation loader (in order)."""
+    train, val = splits["train"], splits["val"]
+    train_loader = ResumableLoader(
+        RowIndices(len(train)),
+        batch_sampler=sharded_batches(len(train), config.batch_size, shuffle=True, seed=config.seed),
+        collate_fn=_collator(train, config, pad_id),
+        **_options(on_gpu),
+    )
+    val_loader = DataLoader(
+        RowIndices(len(val)),
+        batch_sampler=sharded_batches(len(val), config.batch_size * EVAL_BATCH_MULTIPLIER, shuffle=False),
+        collate_fn=_collator(val, config, pad_id),
+        **_options(on_gpu),
+    )
+    return train_loader, val_loader
+
+
+def evaluation_loader(split: EncodedSplit, config: Config, *, pad_id: int, on_gpu: bool = False) -> DataLoader:
+    """Every row of ``split`` once, in order."""
     return DataLoader(
         RowIndices(len(split)),
-        batch_size=config.batch_size if train else config.batch_size * EVAL_BATCH_MULTIPLIER,
-        shuffle=train,
-        collate_fn=collate,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        pin_memory=on_gpu,
-        generator=generator,
+        batch_size=config.batch_size * EVAL_BATCH_MULTIPLIER,
+        shuffle=False,
+        collate_fn=_collator(split, config, pad_id),
+        **_options(on_gpu),
     )

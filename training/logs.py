@@ -13,6 +13,8 @@ QUIET_WARNINGS = (
     r".*does not have many workers.*",
     r".*The number of training batches.*is smaller than the logging interval.*",
     r".*Found \d+ module\(s\) in eval mode.*",
+    r".*Checkpoint directory .* exists and is not empty.*",  # it holds the text cache, and what a resume continues
+    r".*resuming from a checkpoint that ended before the epoch ended.*",  # training.sampling continues the epoch
 )
 
 

@@ -28,12 +28,16 @@ class PlainProgress(ProgressBar):
     def enable(self) -> None:
         self._enabled = True
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch gets no epoch start
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start = self._last_log = time.monotonic()
-        self._samples = 0
+        self._samples = self._batches = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._samples += len(batch["labels"])
+        self._batches += 1
         now = time.monotonic()
         done = batch_idx + 1
         total = self.total_train_batches
@@ -42,7 +46,7 @@ class PlainProgress(ProgressBar):
             return
         self._last_log = now
         elapsed = max(now - self._epoch_start, 1e-9)
-        eta = (total - done) * elapsed / done if isinstance(total, int) else float("nan")
+        eta = (total - done) * elapsed / self._batches if isinstance(total, int) else float("nan")
         loss = trainer.callback_metrics.get("train/loss_step")
         log.info(
             "epoch %d/%d step %d/%s loss %s %.1f samples/s eta %s",

@@ -1,18 +1,33 @@
-"""Assemble the Lightning Trainer from the config and the contract's locations."""
+"""Assemble the Lightning Trainer from the config, the process plan and the contract's locations; run it."""
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy, Strategy
+from torch.distributed.fsdp import FSDPModule
+from torch.utils.data import DataLoader
 
+from contracts import ConfigError
 from hyperparams import Config
+from models.backbone import Backbone
+from models.classifier import Classifier
+from models.lightning_module import ClassifierModule
+from models.registry import build_model
+from training.checkpoints import LAST, AtomicCheckpointIO, RunState, saved_run
+from training.distributed import ProcessPlan
+from training.interruption import StopOnSignal, StopRequest
 from training.precision import choose_precision
 from training.progress import progress_callback
+from training.sampling import ResumableLoader
+from training.sharding import ShardedClassifierModule
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +57,33 @@ def validation_interval(config: Config, train_batches: int) -> float | int:
     return int(value)
 
 
-def build_trainer(config: Config, checkpoints_dir: Path, log_dir: Path, train_batches: int) -> pl.Trainer:
+def training_module(model: Classifier, config: Config, plan: ProcessPlan) -> ClassifierModule:
+    """The LightningModule; under ``strategy=fsdp`` one that shards its BERT encoders."""
+    return (ShardedClassifierModule if plan.strategy == "fsdp" else ClassifierModule)(model, config)
+
+
+def lightning_strategy(plan: ProcessPlan) -> Strategy | str:
+    backend = "nccl" if plan.on_gpu else "gloo"
+    if plan.strategy == "fsdp":
+        # Full (not per-rank) checkpoint files: one file to resume from, export and copy to S3.
+        return ModelParallelStrategy(
+            data_parallel_size=plan.world_size, tensor_parallel_size=1, save_distributed_checkpoint=False,
+            process_group_backend=backend,
+        )
+    if plan.strategy == "ddp":
+        return DDPStrategy(process_group_backend=backend)
+    return "auto"
+
+
+def build_trainer(
+    config: Config,
+    plan: ProcessPlan,
+    train_rows: int,
+    checkpoints_dir: Path,
+    log_dir: Path,
+    data_digests: Mapping[str, str],
+    stop: StopRequest,
+) -> pl.Trainer:
     mode = monitor_mode(config.early_stop_metric)
     checkpoint = ModelCheckpoint(
         dirpath=checkpoints_dir,
@@ -52,39 +93,78 @@ def build_trainer(config: Config, checkpoints_dir: Path, log_dir: Path, train_ba
         mode=mode,
         save_top_k=1,
         save_last=True,
+        enable_version_counter=False,  # last.ckpt is overwritten, never joined by a last-v1.ckpt
     )
     callbacks = [
-        checkpoint,
+        RunState(config, data_digests, checkpoints_dir / LAST),
+        StopOnSignal(stop, checkpoints_dir / LAST),
         EarlyStopping(monitor=config.early_stop_metric, mode=mode, patience=config.early_stop_patience),
         LearningRateMonitor(logging_interval="step"),
         progress_callback(),
+        checkpoint,
     ]
+    precision = choose_precision(config.fp16, plan.accelerator)
+    if plan.strategy == "fsdp" and precision == "16-mixed":
+        raise ConfigError(
+            "strategy=fsdp with fp16=true needs GPUs with bf16 (Ampere or newer), and these have none; "
+            "set fp16=false, or strategy=ddp."
+        )
+    batches_per_rank = math.ceil(math.ceil(train_rows / plan.world_size) / config.batch_size)
+    plan.export()
+    log.info("Training with %s", plan.describe())
     return pl.Trainer(
-        accelerator=config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes or 1,
-        strategy=config.strategy,
-        precision=choose_precision(config.fp16, config.accelerator),
+        accelerator=plan.accelerator,
+        devices=plan.devices,
+        num_nodes=plan.num_nodes,
+        strategy=lightning_strategy(plan),
+        precision=precision,
         max_epochs=config.max_epochs,
-        val_check_interval=validation_interval(config, train_batches),
+        val_check_interval=validation_interval(config, batches_per_rank),
         gradient_clip_val=config.gradient_clip_val or None,
         accumulate_grad_batches=config.accumulate_grad_batches,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         logger=TensorBoardLogger(save_dir=log_dir, name="", version=""),
         default_root_dir=checkpoints_dir,
         log_every_n_steps=10,
         num_sanity_val_steps=0,
         enable_model_summary=False,
+        use_distributed_sampler=False,  # training.sampling shards the data itself, resumably
         deterministic=False,
     )
 
 
-def load_best_weights(module: pl.LightningModule, trainer: pl.Trainer) -> None:
-    """Put the best checkpoint's weights (by early_stop_metric) into ``module``."""
-    best = trainer.checkpoint_callback.best_model_path
-    if not best:
+def fit(
+    trainer: pl.Trainer, module: ClassifierModule, train: ResumableLoader, val: DataLoader, resume: Path | None
+) -> None:
+    """Train (continuing from ``resume`` when given); every rank returns together."""
+    if resume is not None and (position := saved_run(resume).get("data_position")):
+        train.resume(position)
+    trainer.fit(module, train, val, ckpt_path=resume)
+    trainer.strategy.barrier("training finished")
+
+
+def trained_model(
+    trainer: pl.Trainer, module: ClassifierModule, config: Config, backbone: Backbone
+) -> Classifier | None:
+    """The classifier to export and evaluate, with full (unsharded) weights, on global rank 0; None on other ranks.
+
+    With ``load_ckpt`` the weights are the best checkpoint's (by ``early_stop_metric``), else the
+    last step's. Under FSDP the weights are gathered from every rank into a new, unsharded
+    classifier, so this must be called on every rank.
+    """
+    best = trainer.checkpoint_callback.best_model_path if config.load_ckpt else ""
+    if config.load_ckpt and not best:
         log.warning("load_ckpt: no best checkpoint was saved; exporting the last weights")
-        return
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
-    log.info("load_ckpt: exporting the weights of the best checkpoint %s", best)
+    sharded = isinstance(module.model, FSDPModule)
+    state = trainer.strategy.lightning_module_state_dict() if sharded and not best else None
+    if not trainer.is_global_zero:
+        return None
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        log.info("load_ckpt: exporting the weights of the best checkpoint %s", best)
+    if state is None:
+        return module.model
+    model = build_model(config, Backbone.from_dict(backbone.to_dict())) if sharded else module.model
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    return model

@@ -1,0 +1,211 @@
+"""Several processes: the process plan (SageMaker hosts, torchrun), data sharding, the per-node
+preprocessing handshake, and real 2-process DDP and FSDP runs on CPU through the entry script."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pandas as pd
+import pytest
+import torch
+from conftest import run_script
+from synthetic import hyperparameters, write_job
+
+from contracts import ConfigError
+from hyperparams import validate_config
+from processing.dataset import EncodedSplit
+from training import distributed, sampling
+from training.data import fit_loaders
+from training.distributed import local_rank_zero_first, plan_processes
+
+TWO_HOSTS = {"SM_HOSTS": '["algo-2", "algo-1"]', "SM_CURRENT_HOST": "algo-2", "SM_NETWORK_INTERFACE_NAME": "eth0"}
+TORCHRUN = {"RANK": "3", "GROUP_RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "4"}
+
+
+def config(tiny_bert, **overrides):
+    return validate_config(hyperparameters(tiny_bert, accelerator="cpu", **overrides))
+
+
+def test_one_process_by_default(tiny_bert):
+    plan = plan_processes(config(tiny_bert), {})
+    assert (plan.devices, plan.num_nodes, plan.node_rank, plan.strategy, plan.rendezvous) == (1, 1, 0, "single", {})
+
+
+def test_sagemaker_hosts_give_node_rank_master_and_port(tiny_bert):
+    plan = plan_processes(config(tiny_bert), TWO_HOSTS)
+    assert (plan.num_nodes, plan.node_rank, plan.world_size, plan.strategy) == (2, 1, 2, "ddp")
+    assert plan.rendezvous == {
+        "MASTER_ADDR": "algo-1", "MASTER_PORT": "29500", "NODE_RANK": "1",
+        "NCCL_SOCKET_IFNAME": "eth0", "GLOO_SOCKET_IFNAME": "eth0",
+    }
+    environ = {"MASTER_PORT": "7777"}
+    plan.export(environ)
+    assert environ["MASTER_ADDR"] == "algo-1" and environ["NODE_RANK"] == "1"
+    assert environ["MASTER_PORT"] == "7777", "a port the user set wins"
+
+
+def test_a_single_sagemaker_host_needs_no_rendezvous(tiny_bert):
+    plan = plan_processes(config(tiny_bert), {"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1"})
+    assert (plan.num_nodes, plan.rendezvous, plan.strategy) == (1, {}, "single")
+
+
+def test_torchrun_variables_win(tiny_bert):
+    plan = plan_processes(config(tiny_bert, strategy="fsdp"), {**TORCHRUN, **TWO_HOSTS})
+    assert (plan.devices, plan.num_nodes, plan.node_rank, plan.launcher, plan.strategy) == (2, 2, 1, "torchrun", "fsdp")
+    assert plan.rendezvous == {}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "environ", "message"),
+    [
+        ({}, {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-9"}, "SM_CURRENT_HOST='algo-9' is not one of SM_HOSTS"),
+        ({}, {"SM_HOSTS": "algo-1,algo-2", "SM_CURRENT_HOST": "algo-1"}, "SM_HOSTS='algo-1,algo-2' is not a JSON list"),
+        ({"num_nodes": 3}, TWO_HOSTS, "num_nodes=3 but the hosts in SM_HOSTS gives 2"),
+        ({"devices": 4}, TORCHRUN, "devices=4 but torchrun's --nproc_per_node gives 2"),
+    ],
+)
+def test_contradicting_process_settings_name_what_to_change(tiny_bert, overrides, environ, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        plan_processes(config(tiny_bert, **overrides), environ)
+
+
+def test_gpu_requested_without_one_is_a_config_error(tiny_bert, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="accelerator='gpu' but no GPU is visible"):
+        plan_processes(validate_config(hyperparameters(tiny_bert, accelerator="gpu")), {})
+
+
+def _split(rows: int) -> EncodedSplit:
+    from processing.text.ragged import RaggedChunks
+
+    ids = [[[2, 5, 3]] for _ in range(rows)]
+    return EncodedSplit({"text": RaggedChunks.from_lists(ids, vocab_size=10)}, torch.zeros(rows, 3).numpy(), torch.arange(rows).numpy() % 2)
+
+
+def test_ranks_share_out_every_row_each_epoch_in_a_new_order(tiny_bert, monkeypatch):
+    """Rank r of 3 takes every third row of the epoch's order; the last rows wrap around so all
+    ranks run the same number of batches; the order changes with the epoch, not between ranks."""
+    cfg = config(tiny_bert, batch_size=4)
+    orders = {}
+    for epoch in (0, 1):
+        seen = []
+        for rank in range(3):
+            monkeypatch.setattr(sampling, "world_position", lambda rank=rank: (rank, 3))
+            train, val = fit_loaders({"train": _split(10), "val": _split(7)}, cfg, pad_id=0)
+            train.batch_sampler.sampler.set_epoch(epoch)
+            batches = [b["index"].tolist() for b in train]
+            assert [len(b) for b in batches] == [4]
+            seen += [i for b in batches for i in b]
+            assert len(val) == 1 and len(next(iter(val))["index"]) == 3
+        assert sorted(set(seen)) == list(range(10)) and len(seen) == 12
+        orders[epoch] = seen
+    assert orders[0] != orders[1]
+
+
+def test_a_resumed_loader_continues_with_the_next_batch(tiny_bert):
+    cfg = config(tiny_bert, batch_size=3)
+    splits = {"train": _split(11), "val": _split(4)}
+    reference, _ = fit_loaders(splits, cfg, pad_id=0)
+    reference.batch_sampler.sampler.set_epoch(2)
+    expected = [b["index"].tolist() for b in reference]
+
+    first, _ = fit_loaders(splits, cfg, pad_id=0)
+    first.batch_sampler.sampler.set_epoch(2)
+    batches = iter(first)
+    done = [next(batches)["index"].tolist() for _ in range(2)]
+    position = first.position()
+    assert position == {"epoch": 2, "rows_done": 6}
+
+    resumed, _ = fit_loaders(splits, cfg, pad_id=0)
+    resumed.resume(position)
+    assert done + [b["index"].tolist() for b in resumed] == expected
+    resumed.batch_sampler.sampler.set_epoch(3)
+    assert sum(len(b["index"]) for b in resumed) == 11, "the next epoch is whole again"
+
+
+def test_other_local_ranks_wait_for_rank_zero_to_preprocess(tmp_path, monkeypatch):
+    events = []
+    monkeypatch.setenv("LOCAL_RANK", "1")
+
+    def rank_zero():
+        time.sleep(0.5)
+        events.append("rank 0 done")
+        (tmp_path / "ready-abc").touch()
+
+    threading.Thread(target=rank_zero).start()
+    with local_rank_zero_first(tmp_path, "abc", poll_seconds=0.05):
+        events.append("rank 1 runs")
+    assert events == ["rank 0 done", "rank 1 runs"]
+
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with local_rank_zero_first(tmp_path / "node", "xyz"):
+        assert not (tmp_path / "node" / "ready-xyz").exists()
+    assert (tmp_path / "node" / "ready-xyz").exists()
+
+
+MODEL_FILES = {
+    "model.pth", "model_artifacts.pth", "model.onnx", "impute_dict.json", "impute_dict.pkl", "risk_table_map.json",
+    "risk_table_map.pkl", "tokenizer.json", "tokenizer_config.json", "hyperparameters.json",
+}
+
+
+def two_process_job(base, tiny_bert, strategy: str):
+    hparams = hyperparameters(tiny_bert, max_epochs=1, accelerator="cpu", devices=2, strategy=strategy)
+    write_job(base, hparams, rows=(64, 21, 23))
+    started = time.monotonic()
+    result = run_script(base, timeout=300)
+    seconds = time.monotonic() - started
+    print(f"2-process {strategy} job: {seconds:.1f}s")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def ddp_job(tmp_path_factory, tiny_bert):
+    base = tmp_path_factory.mktemp("ddp")
+    return base, two_process_job(base, tiny_bert, "ddp")
+
+
+def test_ddp_on_two_processes_writes_one_set_of_artifacts(ddp_job):
+    base, result = ddp_job
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout
+    assert result.stdout.count("Done in") == 2, "both ranks reach the end"
+    assert {p.name for p in (base / "model").iterdir()} == MODEL_FILES
+    assert not list(base.glob(".model-staging-*"))
+    assert len(list((base / "output" / "data" / "tensorboard_eval").glob("events.out.tfevents.*"))) == 1
+    assert len(list((base / "output" / "data" / "tensorboard_train").glob("events.out.tfevents.*"))) == 1
+    assert len(list((base / "checkpoints").glob("epoch=*-step=*.ckpt"))) == 1
+    assert not (base / "output" / "failure").exists()
+    # rank 0 tokenized; rank 1 found all three splits in the node's cache
+    assert result.stdout.count("tokenized text loaded from the cache") == 3
+
+
+def test_ddp_evaluates_every_test_row_exactly_once(ddp_job):
+    base, _ = ddp_job
+    given = pd.read_csv(base / "input" / "data" / "test" / "test.csv")
+    predicted = pd.read_csv(base / "output" / "data" / "test_predictions.csv")
+    assert predicted["uid"].tolist() == given["uid"].tolist()
+    results = torch.load(base / "output" / "data" / "predict_results.pth", weights_only=True)
+    assert results["y_true"].tolist() == given["label"].tolist()
+    assert json.loads((base / "output" / "data" / "metrics.json").read_text())["test"]["auroc"] > 0
+
+
+def test_fsdp_on_two_cpu_processes_exports_the_full_model(tmp_path, tiny_bert, ddp_job):
+    """FSDP2 shards the encoders across the two ranks; the exported model has every weight, so its
+    predictions equal those of the same training under DDP."""
+    result = two_process_job(tmp_path, tiny_bert, "fsdp")
+    assert "strategy fsdp" in result.stdout
+    ddp_base, _ = ddp_job
+    fsdp_predictions = pd.read_csv(tmp_path / "output" / "data" / "test_predictions.csv")
+    ddp_predictions = pd.read_csv(ddp_base / "output" / "data" / "test_predictions.csv")
+    assert fsdp_predictions["prob_1"].to_numpy() == pytest.approx(ddp_predictions["prob_1"].to_numpy(), abs=1e-5)
+    fsdp_weights = torch.load(tmp_path / "model" / "model.pth", weights_only=True)
+    assert fsdp_weights.keys() == torch.load(ddp_base / "model" / "model.pth", weights_only=True).keys()
+
+
+def test_local_rank_before_any_process_group(monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert distributed.local_rank() == 0
+    assert distributed.local_rank({"LOCAL_RANK": "3"}) == 3

@@ -1,0 +1,163 @@
+"""Checkpoints that survive a kill and describe the run that wrote them; choosing one to resume from.
+
+- Writes are atomic: the bytes go to a temporary file in the checkpoint folder, are flushed to
+  disk, and the file is renamed over the target, so a checkpoint is either the old one or the
+  new one, never truncated. (Lightning's own writer stages in the system temp folder and moves the
+  file, which is a non-atomic copy when ``/tmp`` and the checkpoint folder are on different disks.)
+- Each checkpoint carries the resolved config, the digests of the train and val files and their
+  combined fingerprint (as nanoGPT's checkpoints carry their model arguments), the torch random
+  states, and whether training had finished.
+- On start, ``last.ckpt`` (else the newest ``epoch=N-step=M.ckpt``) is resumed when its
+  fingerprint matches this run. A checkpoint of a different run is an error, never silently
+  resumed or overwritten: the message lists what differs and how to start over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback
+
+from contracts import ConfigError
+from hyperparams import Config
+from processing.cache import file_sha256
+from training.sampling import ResumableLoader
+
+log = logging.getLogger(__name__)
+
+LAST = "last.ckpt"
+_STEP = re.compile(r"^epoch=(\d+)-step=(\d+)\.ckpt$")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+        try:
+            with open(partial, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def data_digests(files: Mapping[str, Path]) -> dict[str, str]:
+    """sha256 of each split's input file."""
+    return {split: file_sha256(path) for split, path in files.items()}
+
+
+def run_fingerprint(config: Config, data_digests: Mapping[str, str]) -> str:
+    """What a checkpoint must match to be resumed: every hyperparameter and every input file."""
+    payload = json.dumps({"config": config.model_dump(mode="json"), "data": dict(data_digests)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class RunState(Callback):
+    """Adds the run's identity, random state and completion to every checkpoint; restores them on resume."""
+
+    def __init__(self, config: Config, data_digests: Mapping[str, str], last: Path):
+        self.last = last
+        self.config = config.model_dump(mode="json")
+        self.data_digests = dict(data_digests)
+        self.fingerprint = run_fingerprint(config, data_digests)
+        self._finished = False
+        self._rng: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        loader = trainer.train_dataloader
+        checkpoint["run"] = {
+            "fingerprint": self.fingerprint,
+            "config": self.config,
+            "data": self.data_digests,
+            "training_finished": self._finished or trainer.should_stop,
+            "data_position": loader.position() if isinstance(loader, ResumableLoader) else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        run = checkpoint.get("run", {})
+        if run.get("training_finished"):
+            trainer.should_stop = True  # early stopping had ended training; do not train past it
+        self._rng = run.get("rng")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Restored here, after Lightning's set-up, so the first resumed step draws dropout masks
+        # from exactly the state the interrupted run would have used.
+        if self._rng is not None:
+            torch.set_rng_state(self._rng["torch"])
+            if self._rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self._rng["cuda"])
+            self._rng = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Checkpoint the final state, so a restart after training (say, during export) trains no further."""
+        self._finished = True
+        trainer.save_checkpoint(self.last)
+
+
+def checkpoint_to_resume(folder: Path, config: Config, data_digests: Mapping[str, str]) -> Path | None:
+    """The checkpoint this run continues from, or None to start fresh.
+
+    Raises ConfigError when the newest checkpoint belongs to a different run or cannot be read.
+    """
+    candidate = _newest_checkpoint(folder)
+    if candidate is None:
+        return None
+    run = saved_run(candidate)
+    if run is None or run.get("fingerprint") != run_fingerprint(config, data_digests):
+        raise ConfigError(
+            f"Checkpoint {candidate} was written by a different run ({_differences(run, config, data_digests)}); "
+            "this job will not resume it or write over it. Use an empty checkpoint folder (a new checkpoint_s3_uri, "
+            "or another LocalPath in checkpointconfig.json), or delete the old checkpoints to start over."
+        )
+    log.info("Resuming from %s (same config and data as this run)", candidate)
+    return candidate
+
+
+def saved_run(checkpoint: Path) -> dict | None:
+    """What ``RunState`` stored in ``checkpoint`` (None for a checkpoint written by something else)."""
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("run")
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        raise ConfigError(
+            f"Checkpoint {checkpoint} cannot be read ({type(exc).__name__}: {first_line}); "
+            "delete it (or the whole checkpoint folder) to start training over."
+        ) from exc
+
+
+def _newest_checkpoint(folder: Path) -> Path | None:
+    for partial in folder.glob(".*.partial"):  # left by a write that was killed; nothing writes at start
+        partial.unlink(missing_ok=True)
+    if (folder / LAST).is_file():
+        return folder / LAST
+    numbered = [(int(m[2]), int(m[1]), p) for p in folder.glob("epoch=*-step=*.ckpt") if (m := _STEP.match(p.name))]
+    return max(numbered)[2] if numbered else None
+
+
+def _differences(run: dict | None, config: Config, data_digests: Mapping[str, str]) -> str:
+    if not run or "config" not in run:
+        return "it records no run configuration"
+    now = config.model_dump(mode="json")
+    changed = [f"{k}: {run['config'].get(k)!r} -> {v!r}" for k, v in now.items() if run["config"].get(k) != v]
+    saved_data = run.get("data", {})
+    changed += [f"{split} data file changed" for split, d in data_digests.items() if saved_data.get(split) != d]
+    shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return shown or "its fingerprint differs"

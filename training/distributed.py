@@ -1,0 +1,174 @@
+"""Processes and devices: how many there are, which one this is, and how they find each other.
+
+Three ways to start the job, one outcome (``ProcessPlan``):
+
+- one command on one machine (``docker run``, a single-host SageMaker job): this process is local
+  rank 0; with several devices Lightning starts the other ranks itself when training begins;
+- SageMaker with several hosts: the toolkit starts this script once per host. ``SM_HOSTS`` and
+  ``SM_CURRENT_HOST`` give the node rank (index in the sorted host list) and the master (the first
+  host, port ``MASTER_PORT``), exported before the Trainer is built;
+- ``torchrun``: every rank is started by torchrun, whose variables (``RANK``, ``LOCAL_RANK``,
+  ``GROUP_RANK``, ``LOCAL_WORLD_SIZE``, ``WORLD_SIZE``) decide devices and nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from contracts import ConfigError
+from hyperparams import Config
+
+log = logging.getLogger(__name__)
+
+MASTER_PORT = 29500  # the torch.distributed default; every SageMaker host uses the same one
+TORCHRUN_VARIABLES = ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "WORLD_SIZE")
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    accelerator: str  # "cpu" or "gpu"
+    devices: int  # processes per node
+    num_nodes: int
+    node_rank: int
+    strategy: str  # "single", "ddp" or "fsdp"
+    launcher: str  # who starts the ranks: "lightning" or "torchrun"
+    rendezvous: dict[str, str] = field(default_factory=dict)  # environment the ranks need to meet
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.accelerator == "gpu"
+
+    def export(self, environ: MutableMapping[str, str] | None = None) -> None:
+        """Set the rendezvous variables (where not already set) for Lightning and the ranks it starts."""
+        env = os.environ if environ is None else environ
+        for key, value in self.rendezvous.items():
+            env.setdefault(key, value)
+
+    def describe(self) -> str:
+        nodes = f" on {self.num_nodes} nodes (this is node {self.node_rank})" if self.num_nodes > 1 else ""
+        return (
+            f"{self.world_size} process(es), {self.devices} {self.accelerator} device(s) per node{nodes}, "
+            f"strategy {self.strategy}, started by {self.launcher}"
+        )
+
+
+def plan_processes(config: Config, environ: Mapping[str, str] | None = None) -> ProcessPlan:
+    """Devices, nodes and strategy from the config and the launch environment (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    accelerator = _accelerator(config.accelerator)
+    if all(name in env for name in TORCHRUN_VARIABLES):
+        devices = int(env["LOCAL_WORLD_SIZE"])
+        nodes, node_rank, rendezvous = int(env["WORLD_SIZE"]) // devices, int(env["GROUP_RANK"]), {}
+        launcher = "torchrun"
+        _must_agree("devices", config.devices, devices, "torchrun's --nproc_per_node")
+    else:
+        devices = _devices(config.devices, accelerator)
+        nodes, node_rank, rendezvous = _sagemaker_hosts(env)
+        launcher = "lightning"
+    nodes_source = "torchrun's --nnodes" if launcher == "torchrun" else "the hosts in SM_HOSTS"
+    _must_agree("num_nodes", config.num_nodes, nodes, nodes_source)
+    strategy = {"auto": "ddp" if devices * nodes > 1 else "single"}.get(config.strategy, config.strategy)
+    return ProcessPlan(accelerator, devices, nodes, node_rank, strategy, launcher, rendezvous)
+
+
+def _accelerator(requested: str) -> str:
+    if requested == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if requested in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"accelerator={requested!r} but no GPU is visible; set accelerator to auto or cpu.")
+    return "gpu" if requested == "cuda" else requested
+
+
+def _devices(requested: int | str, accelerator: str) -> int:
+    if accelerator == "gpu":
+        visible = torch.cuda.device_count()
+        if requested == "auto":
+            return visible
+        if requested > visible:
+            raise ConfigError(
+                f"devices={requested} but only {visible} GPU(s) are visible; lower devices or set it to auto."
+            )
+        return requested
+    return 1 if requested == "auto" else requested
+
+
+def _sagemaker_hosts(env: Mapping[str, str]) -> tuple[int, int, dict[str, str]]:
+    """(nodes, this node's rank, rendezvous variables) from SageMaker's host list; one node without it."""
+    if not env.get("SM_HOSTS"):
+        return 1, 0, {}
+    try:
+        hosts = sorted(json.loads(env["SM_HOSTS"]))
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"SM_HOSTS={env['SM_HOSTS']!r} is not a JSON list of host names, e.g. [\"algo-1\", \"algo-2\"]."
+        ) from None
+    current = env.get("SM_CURRENT_HOST", "")
+    if current not in hosts:
+        raise ConfigError(
+            f"SM_CURRENT_HOST={current!r} is not one of SM_HOSTS {hosts}; SageMaker sets both, "
+            "check a hand-made environment."
+        )
+    if len(hosts) == 1:
+        return 1, 0, {}
+    rendezvous = {"MASTER_ADDR": hosts[0], "MASTER_PORT": str(MASTER_PORT), "NODE_RANK": str(hosts.index(current))}
+    if env.get("SM_NETWORK_INTERFACE_NAME"):  # the interface between hosts; NCCL and gloo may pick another
+        rendezvous["NCCL_SOCKET_IFNAME"] = rendezvous["GLOO_SOCKET_IFNAME"] = env["SM_NETWORK_INTERFACE_NAME"]
+    return len(hosts), hosts.index(current), rendezvous
+
+
+def _must_agree(name: str, configured: int | str | None, actual: int, source: str) -> None:
+    if configured not in (None, "auto") and configured != actual:
+        raise ConfigError(f"{name}={configured} but {source} gives {actual}; make them agree or leave {name} unset.")
+
+
+def local_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This process's rank on its node, known before any process group exists (0 for the first process)."""
+    env = os.environ if environ is None else environ
+    return int(env.get("LOCAL_RANK", 0))
+
+
+@contextlib.contextmanager
+def local_rank_zero_first(folder: Path, key: str, poll_seconds: float = 0.5) -> Iterator[None]:
+    """Run the block on local rank 0 first; the node's other ranks wait for it, then run the block themselves.
+
+    For preprocessing: rank 0 fills the on-disk cache, the others find every entry there. The
+    process group does not exist yet, so the ranks meet through a marker file named by ``key``.
+    If rank 0 dies, its launcher (Lightning or torchrun) stops the waiting ranks.
+    """
+    marker = folder / f"ready-{key}"
+    if local_rank() == 0:
+        yield
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        return
+    waited = time.monotonic()
+    last_note = waited
+    while not marker.exists():
+        if time.monotonic() - last_note > 60:
+            log.info("Waiting %.0fs for local rank 0 to preprocess the data", time.monotonic() - waited)
+            last_note = time.monotonic()
+        time.sleep(poll_seconds)
+    yield
+
+
+@contextlib.contextmanager
+def others_wait_for_global_zero(trainer: pl.Trainer) -> Iterator[bool]:
+    """Yields whether this is global rank 0; every rank leaves the block together, also when rank 0's part fails."""
+    try:
+        yield trainer.is_global_zero
+    finally:
+        trainer.strategy.barrier("global rank 0 finished writing")

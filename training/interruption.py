@@ -1,0 +1,99 @@
+"""SIGTERM (a stopped job, a spot interruption: about two minutes' grace) -> checkpoint, then exit.
+
+Outside training the signal stops the job at once: nothing would be lost that a restart does not
+redo (preprocessed text is cached; a finished training is checkpointed). During training the
+signal only raises a flag. At the end of the current optimizer step, or of the current
+validation batch, every rank agrees on the flag (one collective, so all stop at the same batch),
+``last.ckpt`` is saved, and ``Interrupted`` propagates with the checkpoint's path.
+
+A validation that the signal cuts short, or that was due right after the step the job stopped at,
+is not redone: the resumed run trains on from the next batch (Lightning's resume semantics). The
+weights are unaffected; early stopping and the best checkpoint miss that one validation.
+
+Lightning's own SIGTERM handler is replaced while training runs: it broadcasts from inside the
+signal handler, where the broadcast can meet a different collective on another rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+from contracts import Interrupted
+
+log = logging.getLogger(__name__)
+
+
+class StopRequest:
+    """The SIGTERM handler and what it received."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.deferred = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        log.warning("Received signal %d; stopping", signum)
+        if not self.deferred:
+            raise Interrupted(
+                "interrupted (SIGTERM) outside training; a restart with the same config resumes from the newest "
+                "checkpoint, if training had written one"
+            )
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self.handle)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        previous = signal.signal(signal.SIGTERM, self.handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class StopOnSignal(Callback):
+    """Saves ``last.ckpt`` and raises ``Interrupted`` once a SIGTERM has been received on any rank."""
+
+    def __init__(self, request: StopRequest, checkpoint: Path):
+        self.request = request
+        self.checkpoint = checkpoint
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.request.deferred = True
+        self.request.install()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.request.deferred = False
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.request.deferred = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int):
+        done = batch_idx + 1
+        step_done = done % trainer.accumulate_grad_batches == 0 or done == trainer.num_training_batches
+        if step_done and self._stop_agreed(trainer):
+            self._save_and_stop(trainer)
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._stop_agreed(trainer):
+            self._save_and_stop(trainer)
+
+    def _stop_agreed(self, trainer: pl.Trainer) -> bool:
+        return bool(trainer.strategy.reduce_boolean_decision(self.request.received, all=False))
+
+    def _save_and_stop(self, trainer: pl.Trainer) -> None:
+        trainer.save_checkpoint(self.checkpoint)
+        log.warning("Stopped at step %d; checkpoint saved at %s", trainer.global_step, self.checkpoint)
+        raise Interrupted(
+            f"interrupted; checkpoint saved at {self.checkpoint}. A restart with the same config resumes from it."
+        )
