@@ -21,9 +21,9 @@ def wait_fraction(timer) -> float:
 
 
 def collate_ms(config, split, pad_id: int, batches: int = 50) -> float:
-    from training.data import make_loader
+    from loops import train_loader
 
-    loader = make_loader(split, config, train=True, pad_id=pad_id)
+    loader = train_loader(config, split, pad_id)
     rows = [r for r, _ in zip(loader.batch_sampler, range(batches))]
     started = time.perf_counter()
     for r in rows:

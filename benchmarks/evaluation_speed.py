@@ -19,7 +19,7 @@ def run(model: str | None = None, rows: int = 500, repeats: int = 2) -> dict:
     from evaluation.inference import predict_probabilities
     from loops import fresh_model
     from processing.text import build_text_pipeline
-    from training.data import EVAL_BATCH_MULTIPLIER, make_loader
+    from training.data import EVAL_BATCH_MULTIPLIER, evaluation_loader
 
     config = demo_config(model)
     frames = demo_frames(rows, eval_rows=rows)
@@ -28,7 +28,7 @@ def run(model: str | None = None, rows: int = 500, repeats: int = 2) -> dict:
     pad = tokenizer.pad_token_id or 0
     figures = {"rows": rows, "train_batch_size": config.batch_size}
     for name, train_sized in (("eval_batch", False), ("train_batch", True)):
-        loader = make_loader(splits["val"], config, train=False, pad_id=pad)
+        loader = evaluation_loader(splits["val"], config, pad_id=pad)
         if train_sized:
             loader = type(loader)(loader.dataset, batch_size=config.batch_size, collate_fn=loader.collate_fn)
         best = min(_timed(lambda: predict_probabilities(model_, loader)) for _ in range(repeats))

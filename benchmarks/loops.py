@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from hyperparams import Config
 from models.lightning_module import ClassifierModule, build_optimizer, warmup_then_linear_decay
 from models.registry import build_model
-from training.data import make_loader
+from training.data import fit_loaders
 from training.precision import choose_precision
 
 
@@ -45,6 +45,11 @@ class IterationTimer(Callback):
         return [b - a for a, b in zip(self.starts, self.ends)]
 
 
+def train_loader(config: Config, split, pad_id: int):
+    """The job's own training loader (shuffled per epoch from the seed)."""
+    return fit_loaders({"train": split, "val": split}, config, pad_id=pad_id)[0]
+
+
 def fresh_model(config: Config, backbone, train_split):
     pl.seed_everything(config.seed, verbose=False)
     model = build_model(config, backbone)
@@ -60,10 +65,10 @@ def lightning_run(config: Config, backbone, train_split, steps: int, pad_id: int
     from lightning.pytorch.loggers import TensorBoardLogger
 
     model = fresh_model(config, backbone, train_split)
-    loader = make_loader(train_split, config, train=True, pad_id=pad_id)
+    loader = train_loader(config, train_split, pad_id)
     if workers is not None:
         loader = torch.utils.data.DataLoader(
-            loader.dataset, batch_size=loader.batch_size, shuffle=True, collate_fn=loader.collate_fn,
+            loader.dataset, batch_size=config.batch_size, shuffle=True, collate_fn=loader.collate_fn,
             num_workers=workers, persistent_workers=workers > 0, generator=torch.Generator().manual_seed(config.seed),
         )
     timer = IterationTimer()
@@ -97,7 +102,7 @@ def raw_run(
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
-    loader = make_loader(train_split, config, train=True, pad_id=pad_id)
+    loader = train_loader(config, train_split, pad_id)
     loss_fn = torch.nn.CrossEntropyLoss(
         weight=torch.tensor(config.class_weights) if config.class_weights else None
     )

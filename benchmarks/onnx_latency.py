@@ -59,12 +59,12 @@ def latency(fn, repeats: int) -> float:
 def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:
     from export.onnx_export import ProbabilityGraph, export_onnx, pad_chunks
     from loops import fresh_model
-    from training.data import make_loader
+    from training.data import evaluation_loader
 
     config = demo_config(model)
     tokenizer, backbone, splits = prepare(config, demo_frames(rows, eval_rows=rows))
     net = fresh_model(config, backbone, splits["train"]).eval()
-    collate = make_loader(splits["val"], config, train=False, pad_id=tokenizer.pad_token_id or 0).collate_fn
+    collate = evaluation_loader(splits["val"], config, pad_id=tokenizer.pad_token_id or 0).collate_fn
     graph = ProbabilityGraph(net).eval()
     figures: dict = {"threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as folder:

@@ -33,9 +33,9 @@ class TokenCounter:
 
 
 def tokens_per_sample(config, split, pad_id: int, batches: int) -> float:
-    from training.data import make_loader
+    from loops import train_loader
 
-    loader = make_loader(split, config, train=True, pad_id=pad_id)
+    loader = train_loader(config, split, pad_id)
     counter = TokenCounter(loader.collate_fn)
     for i, rows in enumerate(loader.batch_sampler):
         if i == batches:

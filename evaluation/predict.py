@@ -43,7 +43,7 @@ from processing.preparation import TabularEncoders, encode_texts, numeric_input_
 from processing.tabular import NumericImputer, RiskTableEncoder
 from processing.text.loading import load_tokenizer
 from processing.validation import required_columns
-from training.data import make_loader
+from training.data import evaluation_loader
 from training.logs import configure_logging
 
 log = logging.getLogger("evaluation.predict")
@@ -91,7 +91,7 @@ class SavedModel:
 
     def predict(self, encoded: EncodedSplit, engine: str = "onnx", device: str = "cpu") -> np.ndarray:
         """Class probabilities [rows, classes] in row order."""
-        loader = make_loader(encoded, self.config, train=False, pad_id=self.tokenizer.pad_token_id or 0)
+        loader = evaluation_loader(encoded, self.config, pad_id=self.tokenizer.pad_token_id or 0)
         if engine == "torch":
             return predict_probabilities(self._torch_model(), loader, device)
         session = ort.InferenceSession(str(_required(self.directory, "model.onnx")), providers=["CPUExecutionProvider"])
