@@ -5,7 +5,7 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
 
 1. validates the configuration (unknown keys, wrong types, contradicting fields);
 2. loads the tokenizer and the pretrained transformer named by ``tokenizer``;
-3. reads the splits and checks their columns;
+3. reads the splits and checks every row: columns, labels, numeric values;
 4. preprocesses once: strict labels, mean imputation and risk tables fitted on train, the text
    chain (dialogue splitting, HTML/emoji cleaning, normalisation, chunked tokenization);
 5. builds the ``model_class`` model and trains it with Lightning (early stopping and checkpoints
@@ -16,9 +16,10 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
    TensorBoard events; prints each metric as ``<split>/<metric>=<value>``.
 
 Any error writes ``output/failure`` (first line: what to change) and exits with status 1;
-``model/`` is only filled when every step succeeded. Command-line arguments (``train``, or the
-``--name value`` pairs the SageMaker toolkit passes) are ignored: hyperparameters.json is the
-only configuration.
+``model/`` is only filled when every step succeeded. ``DRY_RUN=true`` runs the same steps on a
+sample of each split in a scratch folder and prints a report instead (``training/dry_run.py``).
+Command-line arguments (``train``, or the ``--name value`` pairs the SageMaker toolkit passes) are
+ignored: hyperparameters.json is the only configuration.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from functools import partial
 
 import lightning.pytorch as pl
 
@@ -40,11 +42,12 @@ from models.backbone import Backbone
 from models.lightning_module import ClassifierModule
 from models.registry import build_model, trainable_parameters
 from processing.cache import TextCache
-from processing.files import load_splits
+from processing.files import read_splits
 from processing.preparation import prepare_data
 from processing.text.loading import check_sequence_limit, load_tokenizer
-from processing.validation import check_columns
+from processing.validation import validate_splits
 from training.data import make_loader
+from training.dry_run import JobRecord, dry_run
 from training.logs import configure_logging
 from training.trainer import build_trainer, load_best_weights
 
@@ -55,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     paths = resolve_paths()
     paths.failure_file.unlink(missing_ok=True)
+    args = sys.argv[1:] if argv is None else argv
     try:
-        train_and_export(paths, sys.argv[1:] if argv is None else argv)
+        if RunSwitches.from_env().dry_run:
+            dry_run(paths, partial(train_and_export, argv=args))
+        else:
+            print_metric_lines(train_and_export(paths, args).metrics)
     except (Exception, KeyboardInterrupt) as exc:
         reason = write_failure(paths.failure_file, exc)
         log.error("Job failed: %s", reason, exc_info=exc)
@@ -64,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
+def train_and_export(paths: ContractPaths, argv: list[str]) -> JobRecord:
     started = time.time()
     if argv:
         log.info("Ignoring command-line arguments %s; the job is configured by hyperparameters.json", argv)
@@ -76,12 +83,8 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
     backbone = Backbone.pretrained(config.tokenizer)
     check_sequence_limit(config, tokenizer, backbone.max_positions)
 
-    files, frames = load_splits(
-        paths.channels,
-        {"train": config.train_filename, "val": config.val_filename, "test": config.test_filename},
-        string_columns=[config.id_name, *config.text_fields.values()],
-    )
-    check_columns(config, frames, files)
+    files, frames = read_splits(paths.channels, config)
+    validate_splits(config, frames, files)
     data = prepare_data(config, frames, tokenizer, files, TextCache(paths.checkpoints_dir / "preprocessed"))
 
     model = build_model(config, backbone)
@@ -116,8 +119,8 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
             for split in ("val", "test")
         }
         metrics = write_evaluation(paths.output_data_dir, config, results, step=trainer.global_step)
-    print_metric_lines(metrics)
     log.info("Done in %.0fs; model in %s, evaluation in %s", time.time() - started, paths.model_dir, paths.output_data_dir)
+    return JobRecord(model, trainer, metrics)
 
 
 def print_metric_lines(metrics: dict) -> None:

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from hyperparams import Config
 from training.precision import choose_precision
 from training.progress import progress_callback
+from training.timing import StepTimer
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def build_trainer(config: Config, checkpoints_dir: Path, log_dir: Path, train_ba
         EarlyStopping(monitor=config.early_stop_metric, mode=mode, patience=config.early_stop_patience),
         LearningRateMonitor(logging_interval="step"),
         progress_callback(),
+        StepTimer(),
     ]
     return pl.Trainer(
         accelerator=config.accelerator,
