@@ -111,17 +111,25 @@ class Config(BaseModel):
     fixed_tokenizer_length: bool = Field(False, description="Pad every chunk to max_sen_len instead of to the longest chunk in the batch.")
     text_input_ids_key: str = Field("input_ids", min_length=1, description="Batch and ONNX input name of the token ids.")
     text_attention_mask_key: str = Field("attention_mask", min_length=1, description="Batch and ONNX input name of the attention mask.")
-    text_processing_steps: list[TextStep] | None = Field(None, description="Text steps for text_name; default: all six.")
-    primary_text_processing_steps: list[TextStep] | None = Field(None, description="Text steps for primary_text_name; default: all six.")
+    text_processing_steps: list[TextStep] | None = Field(
+        None,
+        description="Text steps for text_name, in order: dialogue_splitter first if used, dialogue_chunker right before "
+        "tokenizer, tokenizer last. Default: all six.",
+    )
+    primary_text_processing_steps: list[TextStep] | None = Field(
+        None, description="Text steps for primary_text_name, ordered as text_processing_steps. Default: all six."
+    )
     secondary_text_processing_steps: list[TextStep] | None = Field(
-        None, description="Text steps for secondary_text_name; default: dialogue_splitter, text_normalizer, dialogue_chunker, tokenizer."
+        None,
+        description="Text steps for secondary_text_name, ordered as text_processing_steps. "
+        "Default: dialogue_splitter, text_normalizer, dialogue_chunker, tokenizer.",
     )
 
     # --- preprocessing artifacts ----------------------------------------------------------------
     smooth_factor: float = Field(0.0, ge=0.0, le=1.0, description="Risk-table smoothing: pseudo-counts of the global rate, as a share of the rows.")
     count_threshold: int = Field(0, ge=0, description="Categories seen fewer times than this in train get the default risk.")
-    imputation_dict: dict[str, float] | None = Field(None, description="Fixed imputation values per numeric field instead of train means.")
-    risk_tables: dict[str, RiskTable] | None = Field(None, description="Fixed risk tables ({field: {bins, default_bin}}) instead of fitting them.")
+    imputation_dict: dict[str, float] | None = Field(None, description="Fixed imputation values, one per numeric field, instead of train means.")
+    risk_tables: dict[str, RiskTable] | None = Field(None, description="Fixed risk tables, one per risk-encoded field as in risk_table_map.json, instead of fitting them on train.")
 
     # --- training -------------------------------------------------------------------------------
     batch_size: PositiveInt = Field(32, description="Training batch size per device.")
@@ -151,7 +159,7 @@ class Config(BaseModel):
     run_scheduler: bool = Field(True, description="Linear warm-up then linear decay; false uses lr_decay per epoch.")
 
     # --- control --------------------------------------------------------------------------------
-    early_stop_metric: str = Field("val/f1_score", description="val/loss (minimised) or val/<metric> (maximised).")
+    early_stop_metric: str = Field("val/f1_score", description="val/loss (minimised) or val/<one of metric_choices> (maximised); drives early stopping and the best checkpoint.")
     early_stop_patience: PositiveInt = Field(3, description="Validation checks without improvement before stopping.")
     val_check_interval: float = Field(0.25, gt=0, description="Validate every this fraction of an epoch (<= 1) or every this many batches (> 1).")
     metric_choices: list[MetricName] = Field(default_factory=lambda: list(METRIC_NAMES), min_length=1, description="Metrics to compute and report.")

@@ -91,10 +91,17 @@ REASONS: dict[str, Reason] = {
 
 
 def inactive_settings(config: Config) -> list[str]:
-    """One note per explicitly set field that has no effect in this configuration."""
+    """One note per explicitly set field that has no effect in this configuration.
+
+    An empty list or mapping asks for nothing, so it is never noted (``"tab_field_list": []`` with
+    a text-only model is consistent, not ignored).
+    """
     notes = []
     for field in sorted(config.model_fields_set & REASONS.keys(), key=list(Config.model_fields).index):
+        value = getattr(config, field)
+        if value in ([], {}):
+            continue
         reason = REASONS[field](config)
         if reason:
-            notes.append(f"Hyperparameter {field} = {getattr(config, field)!r} has no effect: {reason}.")
+            notes.append(f"Hyperparameter {field} = {value!r} has no effect: {reason}.")
     return notes
