@@ -76,8 +76,12 @@ class Config(BaseModel):
     secondary_text_name: ColumnName | None = Field(None, description="Second text column (trimodal), e.g. event logs.")
     label_name: ColumnName = Field(description="Label column.")
     full_field_list: list[ColumnName] = Field(description="Every column the job uses; each field named elsewhere must be listed here.")
-    cat_field_list: list[ColumnName] = Field(default_factory=list, description="Categorical feature columns, risk-table encoded and fed to the model.")
-    tab_field_list: list[ColumnName] = Field(default_factory=list, description="Numeric feature columns, mean-imputed and fed to the model.")
+    cat_field_list: list[ColumnName] = Field(
+        default_factory=list, description="Categorical feature columns, risk-table encoded and fed to the model."
+    )
+    tab_field_list: list[ColumnName] = Field(
+        default_factory=list, description="Numeric feature columns, mean-imputed and fed to the model."
+    )
     categorical_features_to_encode: list[ColumnName] | None = Field(
         None,
         description="Subset of cat_field_list to risk-table encode; the rest must already be numeric. Default: all of cat_field_list.",
@@ -87,10 +91,13 @@ class Config(BaseModel):
     test_filename: str | None = Field(None, description="File in the test channel; default as for train.")
 
     # --- model ----------------------------------------------------------------------------------
-    model_class: ModelClass = Field("multimodal_bert", description="Architecture; bert and lstm are text-only, the others fuse text with tabular features.")
+    model_class: ModelClass = Field(
+        "multimodal_bert", description="Architecture; bert and lstm are text-only, the others fuse text with tabular features."
+    )
     tokenizer: str = Field(
         "bert-base-uncased",
-        min_length=1, description="Hugging Face model id or local folder holding the tokenizer and the BERT weights."
+        min_length=1,
+        description="Hugging Face model id or local folder holding the tokenizer and the BERT weights.",
     )
     num_classes: int = Field(2, ge=2, description="Number of classes (2 for binary).")
     is_binary: bool = Field(True, description="Binary task (labels 0/1, or the two multiclass_categories in order).")
@@ -128,8 +135,13 @@ class Config(BaseModel):
     # --- preprocessing artifacts ----------------------------------------------------------------
     smooth_factor: float = Field(0.0, ge=0.0, le=1.0, description="Risk-table smoothing: pseudo-counts of the global rate, as a share of the rows.")
     count_threshold: int = Field(0, ge=0, description="Categories seen fewer times than this in train get the default risk.")
-    imputation_dict: dict[str, float] | None = Field(None, description="Fixed imputation values, one per numeric field, instead of train means.")
-    risk_tables: dict[str, RiskTable] | None = Field(None, description="Fixed risk tables, one per risk-encoded field as in risk_table_map.json, instead of fitting them on train.")
+    imputation_dict: dict[str, float] | None = Field(
+        None, description="Fixed imputation values, one per numeric field, instead of train means."
+    )
+    risk_tables: dict[str, RiskTable] | None = Field(
+        None,
+        description="Fixed risk tables, one per risk-encoded field as in risk_table_map.json, instead of fitting them on train.",
+    )
 
     # --- training -------------------------------------------------------------------------------
     batch_size: PositiveInt = Field(32, description="Training batch size per device.")
@@ -147,22 +159,32 @@ class Config(BaseModel):
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for weights, shuffling and dropout.")
 
     # --- CNN / LSTM -----------------------------------------------------------------------------
-    kernel_size: list[PositiveInt] = Field(default_factory=lambda: [3, 5, 7], min_length=1, description="multimodal_cnn kernel widths, one branch each.")
+    kernel_size: list[PositiveInt] = Field(
+        default_factory=lambda: [3, 5, 7], min_length=1, description="multimodal_cnn kernel widths, one branch each."
+    )
     num_layers: PositiveInt = Field(2, description="Convolution layers per branch (multimodal_cnn) or LSTM layers (lstm).")
-    num_channels: list[PositiveInt] = Field(default_factory=lambda: [100, 100], min_length=1, description="multimodal_cnn channels per layer.")
+    num_channels: list[PositiveInt] = Field(
+        default_factory=lambda: [100, 100], min_length=1, description="multimodal_cnn channels per layer."
+    )
 
     # --- BERT -----------------------------------------------------------------------------------
-    is_embeddings_trainable: bool = Field(True, description="Fine-tune the word embeddings.")
+    is_embeddings_trainable: bool = Field(True, description="Fine-tune the word embeddings (of BERT, or those CNN and LSTM start from).")
     reinit_pooler: bool = Field(True, description="Re-initialise the BERT pooler before training.")
     reinit_layers: int = Field(2, ge=0, description="Re-initialise this many top BERT layers before training.")
     warmup_steps: int = Field(300, ge=0, description="Linear warm-up optimizer steps (run_scheduler).")
     run_scheduler: bool = Field(True, description="Linear warm-up then linear decay; false uses lr_decay per epoch.")
 
     # --- control --------------------------------------------------------------------------------
-    early_stop_metric: str = Field("val/f1_score", description="val/loss (minimised) or val/<one of metric_choices> (maximised); drives early stopping and the best checkpoint.")
+    early_stop_metric: str = Field(
+        "val/f1_score",
+        description="val/loss (minimised) or val/<one of metric_choices> (maximised); "
+        "drives early stopping and the best checkpoint.",
+    )
     early_stop_patience: PositiveInt = Field(3, description="Validation checks without improvement before stopping.")
     val_check_interval: float = Field(0.25, gt=0, description="Validate every this fraction of an epoch (<= 1) or every this many batches (> 1).")
-    metric_choices: list[MetricName] = Field(default_factory=lambda: list(METRIC_NAMES), min_length=1, description="Metrics to compute and report.")
+    metric_choices: list[MetricName] = Field(
+        default_factory=lambda: list(METRIC_NAMES), min_length=1, description="Metrics to compute and report."
+    )
     load_ckpt: bool = Field(False, description="Export and evaluate the best checkpoint's weights instead of the last.")
     fp16: bool = Field(False, description="Mixed precision: bf16 where supported (GPU or CPU), else fp16 on GPU.")
 
@@ -404,14 +426,18 @@ def _check_precomputed_encoders(c: Config) -> None:
     if not c.uses_tabular:
         return
     for field, given, expected, role in (
-        ("imputation_dict", c.imputation_dict, c.numeric_fields, "numeric field (tab_field_list, and cat_field_list fields not risk-encoded)"),
-        ("risk_tables", c.risk_tables, c.encoded_categorical_fields, "risk-encoded field (categorical_features_to_encode, default cat_field_list)"),
+        ("imputation_dict", c.imputation_dict, c.numeric_fields,
+         "numeric field (tab_field_list, and cat_field_list fields not risk-encoded)"),
+        ("risk_tables", c.risk_tables, c.encoded_categorical_fields,
+         "risk-encoded field (categorical_features_to_encode, default cat_field_list)"),
     ):
         if given is None:
             continue
         missing = [f for f in expected if f not in given]
         if missing:
-            raise ValueError(f"{field} has no entry for {_names(missing)}; give one per {role}, or remove {field} to fit it on train")
+            raise ValueError(
+                f"{field} has no entry for {_names(missing)}; give one per {role}, or remove {field} to fit it on train"
+            )
         extra = [f for f in given if f not in expected]
         if extra:
             raise ValueError(f"{field} has entries for {_names(extra)}, which are not a {role}; remove them")

@@ -26,7 +26,9 @@ def _only_for_models(*model_classes: str) -> Reason:
 
 def _only_for_optimizers(*optimizers: str) -> Reason:
     def reason(c: Config) -> str | None:
-        return None if c.optimizer in optimizers else f"only {' and '.join(optimizers)} use it, and optimizer is {c.optimizer}"
+        if c.optimizer in optimizers:
+            return None
+        return f"only {' and '.join(optimizers)} use it, and optimizer is {c.optimizer}"
 
     return reason
 
@@ -49,12 +51,17 @@ def _risk_table_fitting(c: Config) -> str | None:
 
 def _lr_decay(c: Config) -> str | None:
     if c.run_scheduler:
-        return "run_scheduler is true, so the learning rate follows warm-up and linear decay; set run_scheduler to false to use lr_decay"
+        return (
+            "run_scheduler is true, so the learning rate follows warm-up and linear decay; "
+            "set run_scheduler to false to use lr_decay"
+        )
     return None
 
 
 def _warmup(c: Config) -> str | None:
-    return None if c.run_scheduler else "run_scheduler is false, so there is no warm-up (the learning rate decays by lr_decay per epoch)"
+    if c.run_scheduler:
+        return None
+    return "run_scheduler is false, so there is no warm-up (the learning rate decays by lr_decay per epoch)"
 
 
 def _chunking(c: Config) -> str | None:

@@ -60,6 +60,11 @@ def test_column_names_that_look_like_numbers_stay_text():
     assert validate_config(raw).id_name == "123"
 
 
+def test_the_resolved_config_a_job_saves_validates_to_the_same_config():
+    config = validate_config({**BASE, "risk_tables": {"c": {"bins": {"k": 0.5}, "default_bin": 0.4}}, "imputation_dict": {"a": 1}})
+    assert validate_config(json.loads(json.dumps(config.model_dump(mode="json")))) == config
+
+
 # --- idle settings --------------------------------------------------------------------------
 
 

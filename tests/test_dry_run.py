@@ -139,6 +139,14 @@ def test_fails_like_a_real_run_on_a_bad_row_anywhere_in_the_data(tmp_path, tiny_
     assert list(scratch_root.iterdir()) == []
 
 
+def test_checks_the_tokenizer_limit_before_reading_data(tmp_path, tiny_bert):
+    folder = tmp_path / "code" / "hyperparams"
+    folder.mkdir(parents=True)
+    (folder / "hyperparameters.json").write_text(json.dumps(hyperparameters(tiny_bert, max_sen_len=128)))
+    status, _ = run_dry(tmp_path, tmp_path)
+    assert_failed_cleanly(tmp_path, status, "max_sen_len is 128", "set max_sen_len to 64 or less")
+
+
 def test_sample_keeps_every_class_and_a_value_of_every_numeric_field():
     config = validate_config(hyperparameters("/tiny", batch_size=4))
     frame = make_rows(200, seed=3)
@@ -160,9 +168,11 @@ def test_epoch_estimate_arithmetic():
     timer.train_seconds = [5.0, 2.0, 2.0]  # the first step pays for set-up and is left out
     timer.validation_seconds, timer.validation_rows = [1.0], [100]
     labels = {"train": np.zeros(100), "val": np.zeros(200), "test": np.zeros(100)}
-    lines = _time_estimate(config, labels, SimpleNamespace(callbacks=[timer]))
+    lines = _time_estimate(config, labels, SimpleNamespace(callbacks=[timer], world_size=1))
     assert lines == [
         "Speed here: 2.00 s per training step of 10 rows; validation 10.0 s per 1,000 rows",
         "Estimated time per epoch: 10 steps x 2.00 s + 2 validation(s) x 0m02s = 0m24s; max_epochs=3: at most 1m12s, "
         "then about 0m03s to evaluate val and test",
     ]
+    two_processes = _time_estimate(config, labels, SimpleNamespace(callbacks=[timer], world_size=2))
+    assert "5 steps x 2.00 s + 2 validation(s) x 0m01s = 0m12s" in two_processes[1]

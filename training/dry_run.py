@@ -1,9 +1,9 @@
 """``DRY_RUN=true``: the real job on a small sample of every split, in a scratch folder, then a report.
 
-The dry run first validates the configuration and the whole of every split (so a bad value in any
-row fails it, as it would fail the real job). It then writes a small sample of each split and the
-hyperparameters into a temporary folder shaped like ``/opt/ml`` and runs the unchanged job there
-for one epoch: preprocessing, ``DRY_RUN_STEPS`` training steps, one validation batch, the export
+The dry run first validates the configuration, the tokenizer limit and the whole of every split
+(so a bad value in any row fails it, as it would fail the real job). It then writes a small
+sample of each split and the hyperparameters into a temporary folder shaped like ``/opt/ml`` and
+runs the unchanged job there for one epoch: preprocessing, ``DRY_RUN_STEPS`` training steps, one validation batch, the export
 with its ONNX parity check, and evaluation of the val and test samples. The real ``model/``,
 ``output/data/`` and checkpoint folder (which holds the tokenized-text cache) are never opened for
 writing, so a later real run neither resumes from a dry-run checkpoint nor reuses text tokenized
@@ -33,11 +33,13 @@ from torch import nn
 
 from contracts import ContractPaths
 from hyperparams import Config, read_hyperparameters, validate_config
+from models.backbone import Backbone
+from models.registry import trainable_parameters
 from processing.files import read_splits, write_table
 from processing.preparation import encode_labels, encode_texts
 from processing.tabular import parse_numeric
 from processing.text import RaggedChunks
-from processing.text.loading import load_tokenizer
+from processing.text.loading import check_sequence_limit, load_tokenizer
 from processing.text.pipeline import token_length_summary
 from processing.text.tokenization import ChunkStats
 from processing.validation import validate_splits
@@ -65,11 +67,14 @@ def dry_run(paths: ContractPaths, job: Callable[[ContractPaths], JobRecord]) -> 
     started = time.perf_counter()
     raw = read_hyperparameters([paths.code_hyperparameters, paths.job_hyperparameters])
     config = validate_config(raw)
+    tokenizer = load_tokenizer(config.tokenizer)
+    check_sequence_limit(config, tokenizer, Backbone.pretrained(config.tokenizer).max_positions)
     files, frames = read_splits(paths.channels, config)
     validate_splits(config, frames, files)
     _, labels = encode_labels(config, frames)
-    text = text_statistics(config, {s: sample_split(config, f, labels[s], TEXT_SAMPLE_ROWS) for s, f in frames.items()}, files)
-    samples = {split: sample_split(config, frame, labels[split], sample_rows(config, split)) for split, frame in frames.items()}
+    text_samples = {s: sample_split(config, f, labels[s], TEXT_SAMPLE_ROWS) for s, f in frames.items()}
+    text = text_statistics(config, tokenizer, text_samples, files)
+    samples = {s: sample_split(config, f, labels[s], sample_rows(config, s)) for s, f in frames.items()}
     with tempfile.TemporaryDirectory(prefix="dry-run-", ignore_cleanup_errors=True) as folder:
         scratch = scratch_job(paths, Path(folder), {**raw, **SCRATCH_OVERRIDES}, files, samples)
         log.info("Dry run: the job runs on %s in %s", _rows(samples), folder)
@@ -85,10 +90,10 @@ def sample_rows(config: Config, split: str) -> int:
 
 
 def text_statistics(
-    config: Config, frames: Mapping[str, pd.DataFrame], files: Mapping[str, Path]
+    config: Config, tokenizer, frames: Mapping[str, pd.DataFrame], files: Mapping[str, Path]
 ) -> dict[str, tuple[RaggedChunks, ChunkStats]]:
     """Per text column: the sampled rows of every split through the job's text chain (never the cache)."""
-    encoded, stats = encode_texts(config, load_tokenizer(config.tokenizer), frames, files, cache=None)
+    encoded, stats = encode_texts(config, tokenizer, frames, files, cache=None)
     return {
         role: (RaggedChunks.concatenate([encoded[split][role] for split in frames]), stats[role])
         for role in config.text_fields
@@ -165,33 +170,34 @@ def render_report(
     features = config.tabular_feature_names
     lines.append(f"Tabular features: {len(features)}" + (f" ({', '.join(features)})" if features else " (text-only model)"))
     total = sum(p.numel() for p in record.model.parameters())
-    trainable = sum(p.numel() for p in record.model.parameters() if p.requires_grad)
-    lines.append(f"Model {config.model_class}: {total:,} parameters, {trainable:,} trainable")
+    lines.append(f"Model {config.model_class}: {total:,} parameters, {trainable_parameters(record.model):,} trainable")
     lines.extend(_time_estimate(config, labels, record.trainer))
     return "\n".join(["", "=== Dry run report ===", *lines, ""])
 
 
 def _text_summary(config: Config, chunks: RaggedChunks, stats: ChunkStats) -> str:
     lengths = token_length_summary(chunks)
-    samples = max(stats.samples, 1)
-    kept = (
-        f"{stats.truncated_samples / samples:.1%} lost text to max_total_chunks={config.max_total_chunks}"
-        if config.chunk_trancate
-        else f"{stats.over_limit_samples / samples:.1%} kept more than max_total_chunks={config.max_total_chunks} chunks"
-    )
+    share = 1 / max(stats.samples, 1)
+    percentiles = ", ".join(f"{name} {lengths[name]:.0f}" for name in ("p50", "p90", "p99", "max"))
+    if config.chunk_trancate:
+        kept = f"{stats.truncated_samples * share:.1%} lost text to max_total_chunks={config.max_total_chunks}"
+    else:
+        kept = f"{stats.over_limit_samples * share:.1%} kept more than max_total_chunks={config.max_total_chunks} chunks"
     return (
-        f"{stats.samples:,} sampled rows, tokens per row p50 {lengths['p50']:.0f}, p90 {lengths['p90']:.0f}, p99 {lengths['p99']:.0f}, max {lengths['max']:.0f}; "
-        f"{stats.multi_chunk_samples / samples:.1%} in more than one chunk of max_sen_len={config.max_sen_len}; {kept}"
+        f"{stats.samples:,} sampled rows, tokens per row {percentiles}; "
+        f"{stats.multi_chunk_samples * share:.1%} in more than one chunk of max_sen_len={config.max_sen_len}; {kept}"
     )
 
 
 def _time_estimate(config: Config, labels: Mapping[str, np.ndarray], trainer: pl.Trainer) -> list[str]:
-    """Full-data epoch time from the measured step and validation times, on this machine and device count."""
+    """Full-data epoch time from the measured step and validation times, on this machine with the
+    configured devices (each process takes its share of the rows)."""
     timer = step_timer(trainer)
-    steps = math.ceil(len(labels["train"]) / config.batch_size)
+    processes = max(1, trainer.world_size)
+    steps = math.ceil(len(labels["train"]) / (config.batch_size * processes))
     interval = validation_interval(config, steps)
     validations = int(1 / interval) if isinstance(interval, float) else steps // interval
-    step, row = timer.step_seconds, timer.validation_row_seconds
+    step, row = timer.step_seconds, timer.validation_row_seconds / processes
     validation = len(labels["val"]) * row
     epoch = steps * step + validations * validation
     return [
