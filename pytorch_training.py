@@ -5,7 +5,7 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
 
 1. validates the configuration (unknown keys, wrong types, contradicting fields);
 2. loads the tokenizer and the pretrained transformer named by ``tokenizer``;
-3. reads the splits and checks their columns;
+3. reads the splits and checks every row: columns, labels, numeric values;
 4. preprocesses once: strict labels, mean imputation and risk tables fitted on train (or taken
    from an upstream step's ``model_artifacts_input``, with its ``selected_features.json``), the
    text chain (dialogue splitting, HTML/emoji cleaning, normalisation, chunked tokenization);
@@ -27,15 +27,17 @@ the same config and data resumes from the newest one; a checkpoint of a differen
 SIGTERM (job stop, spot interruption) ends the current step, saves ``last.ckpt`` and exits.
 
 Any error writes ``output/failure`` (first line: what to change) and exits with status 1;
-``model/`` is only filled when every step succeeded. Command-line arguments (``train``, or the
-``--name value`` pairs the SageMaker toolkit passes) are ignored: hyperparameters.json is the
-only configuration.
+``model/`` is only filled when every step succeeded. ``DRY_RUN=true`` runs the same steps on a
+sample of each split in a scratch folder and prints a report instead (``training/dry_run.py``).
+Command-line arguments (``train``, or the ``--name value`` pairs the SageMaker toolkit passes) are
+ignored: hyperparameters.json is the only configuration.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -54,14 +56,15 @@ from models.backbone import Backbone
 from models.classifier import Classifier
 from models.registry import build_model, trainable_parameters
 from processing.cache import TextCache
-from processing.files import load_splits
+from processing.files import read_splits
 from processing.precomputed import apply_pipeline_inputs
 from processing.preparation import PreparedData, prepare_data
 from processing.text.loading import check_sequence_limit, load_tokenizer
-from processing.validation import check_columns
+from processing.validation import validate_splits
 from training.checkpoints import checkpoint_to_resume, data_digests, run_fingerprint
 from training.data import evaluation_loader, fit_loaders
 from training.distributed import local_rank, local_rank_zero_first, others_wait_for_global_zero, plan_processes
+from training.dry_run import JobRecord, dry_run
 from training.interruption import StopRequest
 from training.logs import configure_logging
 from training.trainer import build_trainer, fit, trained_model, training_module
@@ -75,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     first_on_node = local_rank() == 0  # the other ranks of a node only report a failure nobody else did
     if first_on_node:
         paths.failure_file.unlink(missing_ok=True)
+    args = sys.argv[1:] if argv is None else argv
     stop = StopRequest()
     try:
         with stop.installed():
-            train_and_export(paths, sys.argv[1:] if argv is None else argv, stop)
+            if RunSwitches.from_env().dry_run:
+                dry_run(paths, partial(train_and_export, argv=args, stop=stop))
+            else:
+                train_and_export(paths, args, stop)
     except (Exception, KeyboardInterrupt) as exc:
         if first_on_node or not paths.failure_file.exists():
             write_failure(paths.failure_file, exc)
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -> None:
+def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -> JobRecord:
     run = RunRecord()
     if argv:
         log.info("Ignoring command-line arguments %s; the job is configured by hyperparameters.json", argv)
@@ -100,12 +107,8 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     backbone = Backbone.pretrained(config.tokenizer)
     check_sequence_limit(config, tokenizer, backbone.max_positions)
 
-    files, frames = load_splits(
-        paths.channels,
-        {"train": config.train_filename, "val": config.val_filename, "test": config.test_filename},
-        string_columns=[config.id_name, *config.text_fields.values()],
-    )
-    check_columns(config, frames, files)
+    files, frames = read_splits(paths.channels, config)
+    validate_splits(config, frames, files)
     digests = data_digests(files)
     resume = checkpoint_to_resume(paths.checkpoints_dir, config, digests)
     cache_dir = paths.checkpoints_dir / "preprocessed"
@@ -125,10 +128,12 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     fit(trainer, module, train_loader, val_loader, resume)
     model = trained_model(trainer, module, config, backbone)
 
+    metrics = {}
     with others_wait_for_global_zero(trainer) as writer:
         if writer:
-            export_and_evaluate(paths, run, config, model, backbone, tokenizer, data, frames, files, trainer)
+            metrics = export_and_evaluate(paths, run, config, model, backbone, tokenizer, data, frames, files, trainer)
     log.info("Done in %.0fs", run.elapsed)
+    return JobRecord(model, trainer, metrics)
 
 
 def export_and_evaluate(
@@ -142,7 +147,7 @@ def export_and_evaluate(
     frames: dict[str, pd.DataFrame],
     files: dict[str, Path],
     trainer: pl.Trainer,
-) -> None:
+) -> dict:
     """Global rank 0 only: model files, ONNX, and evaluation of every val and test row."""
     device = trainer.strategy.root_device
     pad_id, on_gpu = tokenizer.pad_token_id or 0, device.type == "cuda"
@@ -171,6 +176,7 @@ def export_and_evaluate(
                            onnx_parity=onnx_parity, metrics=metrics)
     print_metric_lines(metrics)
     log.info("Model in %s, evaluation in %s", paths.model_dir, paths.output_data_dir)
+    return metrics
 
 
 def print_metric_lines(metrics: dict) -> None:

@@ -11,6 +11,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing_extensions import TypedDict
 
 from hyperparams.coercion import coerce_literal, coerce_text
 
@@ -51,6 +52,16 @@ TextStep = Literal[
     "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
 ]
 PositiveInt = Annotated[int, Field(gt=0)]
+ColumnName = Annotated[str, Field(min_length=1)]
+# Batch keys the collate sets besides the text inputs; a text key with one of these names would overwrite it.
+RESERVED_BATCH_KEYS = ("tabular", "labels", "index")
+
+
+class RiskTable(TypedDict):
+    """One categorical field's risk table, as in ``risk_table_map.json``."""
+
+    bins: dict[str, float | list[float]]
+    default_bin: float | list[float]
 
 
 class Config(BaseModel):
@@ -59,15 +70,19 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     # --- data -----------------------------------------------------------------------------------
-    id_name: str = Field(description="Column holding each row's identifier; copied into the prediction files.")
-    text_name: str | None = Field(None, description="Text column (bimodal). Exclusive with primary/secondary_text_name.")
-    primary_text_name: str | None = Field(None, description="First text column (trimodal), e.g. a chat.")
-    secondary_text_name: str | None = Field(None, description="Second text column (trimodal), e.g. event logs.")
-    label_name: str = Field(description="Label column.")
-    full_field_list: list[str] = Field(description="Every column the job uses; each field named elsewhere must be listed here.")
-    cat_field_list: list[str] = Field(default_factory=list, description="Categorical feature columns, risk-table encoded and fed to the model.")
-    tab_field_list: list[str] = Field(default_factory=list, description="Numeric feature columns, mean-imputed and fed to the model.")
-    categorical_features_to_encode: list[str] | None = Field(
+    id_name: ColumnName = Field(description="Column holding each row's identifier; copied into the prediction files.")
+    text_name: ColumnName | None = Field(None, description="Text column (bimodal). Exclusive with primary/secondary_text_name.")
+    primary_text_name: ColumnName | None = Field(None, description="First text column (trimodal), e.g. a chat.")
+    secondary_text_name: ColumnName | None = Field(None, description="Second text column (trimodal), e.g. event logs.")
+    label_name: ColumnName = Field(description="Label column.")
+    full_field_list: list[ColumnName] = Field(description="Every column the job uses; each field named elsewhere must be listed here.")
+    cat_field_list: list[ColumnName] = Field(
+        default_factory=list, description="Categorical feature columns, risk-table encoded and fed to the model."
+    )
+    tab_field_list: list[ColumnName] = Field(
+        default_factory=list, description="Numeric feature columns, mean-imputed and fed to the model."
+    )
+    categorical_features_to_encode: list[ColumnName] | None = Field(
         None,
         description="Subset of cat_field_list to risk-table encode; the rest must already be numeric. Default: all of cat_field_list.",
     )
@@ -76,9 +91,13 @@ class Config(BaseModel):
     test_filename: str | None = Field(None, description="File in the test channel; default as for train.")
 
     # --- model ----------------------------------------------------------------------------------
-    model_class: ModelClass = Field("multimodal_bert", description="Architecture: " + ", ".join(MODEL_CLASSES) + ".")
+    model_class: ModelClass = Field(
+        "multimodal_bert", description="Architecture; bert and lstm are text-only, the others fuse text with tabular features."
+    )
     tokenizer: str = Field(
-        "bert-base-uncased", description="Hugging Face model id or local folder holding the tokenizer and the BERT weights."
+        "bert-base-uncased",
+        min_length=1,
+        description="Hugging Face model id or local folder holding the tokenizer and the BERT weights.",
     )
     num_classes: int = Field(2, ge=2, description="Number of classes (2 for binary).")
     is_binary: bool = Field(True, description="Binary task (labels 0/1, or the two multiclass_categories in order).")
@@ -87,7 +106,7 @@ class Config(BaseModel):
     )
     hidden_common_dim: PositiveInt = Field(100, description="Width of the tabular encoder, fusion layers and LSTM.")
     input_tab_dim: int | None = Field(None, description="Tabular input width; derived from the field lists, an error if given and different.")
-    num_experts: PositiveInt = Field(4, description="Expert networks in multimodal_moe.")
+    num_experts: int = Field(4, ge=2, description="Expert networks in multimodal_moe (its router chooses between at least 2).")
     gradient_checkpointing: bool = Field(False, description="Recompute BERT activations in the backward pass to save memory.")
 
     # --- text -----------------------------------------------------------------------------------
@@ -97,19 +116,32 @@ class Config(BaseModel):
     )
     max_total_chunks: PositiveInt = Field(5, description="Chunks kept per sample when chunk_trancate is true.")
     fixed_tokenizer_length: bool = Field(False, description="Pad every chunk to max_sen_len instead of to the longest chunk in the batch.")
-    text_input_ids_key: str = Field("input_ids", description="Batch and ONNX input name of the token ids.")
-    text_attention_mask_key: str = Field("attention_mask", description="Batch and ONNX input name of the attention mask.")
-    text_processing_steps: list[TextStep] | None = Field(None, description="Text steps for text_name; default: all six.")
-    primary_text_processing_steps: list[TextStep] | None = Field(None, description="Text steps for primary_text_name; default: all six.")
+    text_input_ids_key: str = Field("input_ids", min_length=1, description="Batch and ONNX input name of the token ids.")
+    text_attention_mask_key: str = Field("attention_mask", min_length=1, description="Batch and ONNX input name of the attention mask.")
+    text_processing_steps: list[TextStep] | None = Field(
+        None,
+        description="Text steps for text_name, in order: dialogue_splitter first if used, dialogue_chunker right before "
+        "tokenizer, tokenizer last. Default: all six.",
+    )
+    primary_text_processing_steps: list[TextStep] | None = Field(
+        None, description="Text steps for primary_text_name, ordered as text_processing_steps. Default: all six."
+    )
     secondary_text_processing_steps: list[TextStep] | None = Field(
-        None, description="Text steps for secondary_text_name; default: dialogue_splitter, text_normalizer, dialogue_chunker, tokenizer."
+        None,
+        description="Text steps for secondary_text_name, ordered as text_processing_steps. "
+        "Default: dialogue_splitter, text_normalizer, dialogue_chunker, tokenizer.",
     )
 
     # --- preprocessing artifacts ----------------------------------------------------------------
     smooth_factor: float = Field(0.0, ge=0.0, le=1.0, description="Risk-table smoothing: pseudo-counts of the global rate, as a share of the rows.")
     count_threshold: int = Field(0, ge=0, description="Categories seen fewer times than this in train get the default risk.")
-    imputation_dict: dict[str, float] | None = Field(None, description="Fixed imputation values per numeric field instead of train means.")
-    risk_tables: dict[str, Any] | None = Field(None, description="Fixed risk tables ({field: {bins, default_bin}}) instead of fitting them.")
+    imputation_dict: dict[str, float] | None = Field(
+        None, description="Fixed imputation values, one per numeric field, instead of train means."
+    )
+    risk_tables: dict[str, RiskTable] | None = Field(
+        None,
+        description="Fixed risk tables, one per risk-encoded field as in risk_table_map.json, instead of fitting them on train.",
+    )
 
     # --- training -------------------------------------------------------------------------------
     batch_size: PositiveInt = Field(32, description="Training batch size per device.")
@@ -124,25 +156,35 @@ class Config(BaseModel):
     gradient_clip_val: float = Field(1.0, ge=0, description="Gradient norm clip; 0 disables.")
     lr_decay: float = Field(0.05, ge=0, lt=1, description="Per-epoch exponential decay when run_scheduler is false: lr * (1 - lr_decay) ** epoch.")
     accumulate_grad_batches: PositiveInt = Field(1, description="Batches per optimizer step.")
-    seed: int = Field(42, description="Seed for weights, shuffling and dropout.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for weights, shuffling and dropout.")
 
     # --- CNN / LSTM -----------------------------------------------------------------------------
-    kernel_size: list[PositiveInt] = Field(default_factory=lambda: [3, 5, 7], description="multimodal_cnn kernel widths, one branch each.")
+    kernel_size: list[PositiveInt] = Field(
+        default_factory=lambda: [3, 5, 7], min_length=1, description="multimodal_cnn kernel widths, one branch each."
+    )
     num_layers: PositiveInt = Field(2, description="Convolution layers per branch (multimodal_cnn) or LSTM layers (lstm).")
-    num_channels: list[PositiveInt] = Field(default_factory=lambda: [100, 100], description="multimodal_cnn channels per layer.")
+    num_channels: list[PositiveInt] = Field(
+        default_factory=lambda: [100, 100], min_length=1, description="multimodal_cnn channels per layer."
+    )
 
     # --- BERT -----------------------------------------------------------------------------------
-    is_embeddings_trainable: bool = Field(True, description="Fine-tune the word embeddings.")
+    is_embeddings_trainable: bool = Field(True, description="Fine-tune the word embeddings (of BERT, or those CNN and LSTM start from).")
     reinit_pooler: bool = Field(True, description="Re-initialise the BERT pooler before training.")
     reinit_layers: int = Field(2, ge=0, description="Re-initialise this many top BERT layers before training.")
     warmup_steps: int = Field(300, ge=0, description="Linear warm-up optimizer steps (run_scheduler).")
     run_scheduler: bool = Field(True, description="Linear warm-up then linear decay; false uses lr_decay per epoch.")
 
     # --- control --------------------------------------------------------------------------------
-    early_stop_metric: str = Field("val/f1_score", description="val/loss (minimised) or val/<metric> (maximised).")
+    early_stop_metric: str = Field(
+        "val/f1_score",
+        description="val/loss (minimised) or val/<one of metric_choices> (maximised); "
+        "drives early stopping and the best checkpoint.",
+    )
     early_stop_patience: PositiveInt = Field(3, description="Validation checks without improvement before stopping.")
     val_check_interval: float = Field(0.25, gt=0, description="Validate every this fraction of an epoch (<= 1) or every this many batches (> 1).")
-    metric_choices: list[MetricName] = Field(default_factory=lambda: list(METRIC_NAMES), description="Metrics to compute and report.")
+    metric_choices: list[MetricName] = Field(
+        default_factory=lambda: list(METRIC_NAMES), min_length=1, description="Metrics to compute and report."
+    )
     load_ckpt: bool = Field(False, description="Export and evaluate the best checkpoint's weights instead of the last.")
     fp16: bool = Field(False, description="Mixed precision: bf16 where supported (GPU or CPU), else fp16 on GPU.")
 
@@ -188,8 +230,10 @@ class Config(BaseModel):
             _check_field_roles,
             _check_classes,
             _check_model_inputs,
+            _check_precomputed_encoders,
             _check_text_steps,
-            _check_early_stop_metric,
+            _check_batch_keys,
+            _check_metrics,
         ):
             check(self)
         return self
@@ -223,8 +267,9 @@ class Config(BaseModel):
 
     @property
     def risk_columns_per_field(self) -> int:
-        """Binary tasks encode a category by its positive rate; multiclass by one rate per class."""
-        return 1 if self.is_binary else self.num_classes
+        """Two classes encode a category by its positive rate (the other rate is its complement);
+        more classes by one rate per class."""
+        return 1 if self.num_classes == 2 else self.num_classes
 
     @property
     def passthrough_categorical_fields(self) -> list[str]:
@@ -233,11 +278,16 @@ class Config(BaseModel):
         return [f for f in self.cat_field_list if f not in encoded]
 
     @property
+    def numeric_fields(self) -> list[str]:
+        """Fields fed to the model as numbers (and imputed): numeric fields, then passthrough categoricals."""
+        return [*self.tab_field_list, *self.passthrough_categorical_fields]
+
+    @property
     def tabular_feature_names(self) -> list[str]:
         """Model input columns in order: numeric fields, passthrough categoricals, risk rates."""
         if not self.uses_tabular:
             return []
-        names = [*self.tab_field_list, *self.passthrough_categorical_fields]
+        names = self.numeric_fields
         for field in self.encoded_categorical_fields:
             if self.risk_columns_per_field == 1:
                 names.append(f"{field}__risk")
@@ -283,8 +333,6 @@ def _check_text_fields(c: Config) -> None:
         raise ValueError(f"a trimodal config needs both primary_text_name and secondary_text_name; set {missing}")
     if c.text_name is None and not trimodal:
         raise ValueError("no text column configured; set text_name (or primary_text_name and secondary_text_name)")
-    if trimodal and c.primary_text_name == c.secondary_text_name:
-        raise ValueError(f"primary_text_name and secondary_text_name are both {c.primary_text_name!r}; name two different columns")
     unused_steps = ["text_processing_steps"] if trimodal else ["primary_text_processing_steps", "secondary_text_processing_steps"]
     for field in unused_steps:
         if getattr(c, field) is not None:
@@ -293,28 +341,38 @@ def _check_text_fields(c: Config) -> None:
 
 
 def _check_field_roles(c: Config) -> None:
+    """Every column has one role, every list names each column once, and full_field_list names them all."""
+    for list_name in ("full_field_list", "tab_field_list", "cat_field_list", "categorical_features_to_encode"):
+        values = getattr(c, list_name) or []
+        duplicates = sorted({v for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"{list_name} lists {_names(duplicates)} more than once; list each field once")
     roles: dict[str, list[str]] = {}
     for role, col in _single_column_roles(c).items():
         roles.setdefault(col, []).append(role)
     for list_name in ("tab_field_list", "cat_field_list"):
-        values = getattr(c, list_name)
-        duplicates = sorted({v for v in values if values.count(v) > 1})
-        if duplicates:
-            raise ValueError(f"{list_name} lists {duplicates} more than once; list each field once")
-        for col in values:
+        for col in getattr(c, list_name):
             roles.setdefault(col, []).append(list_name)
-    clashes = {col: r for col, r in roles.items() if len(r) > 1}
-    if clashes:
-        col, r = next(iter(clashes.items()))
-        raise ValueError(f"field {col!r} is used as {' and '.join(r)}; a column can play only one role")
-    missing = [col for col in roles if col not in c.full_field_list]
-    if missing:
-        where = ", ".join(f"{col!r} ({roles[col][0]})" for col in missing)
-        raise ValueError(f"full_field_list does not contain {where}; add them to full_field_list or remove them from the other lists")
+    for col, used_as in roles.items():
+        if len(used_as) > 1:
+            raise ValueError(
+                f"field {col!r} is used as {' and as '.join(used_as)}; a column can play only one role, "
+                f"so remove it from all but one of them"
+            )
+    listed = set(c.full_field_list)
+    for col, (role,) in roles.items():
+        if col not in listed:
+            raise ValueError(
+                f"{role} names {col!r}, which is not in full_field_list; "
+                f"add {col!r} to full_field_list or remove it from {role}"
+            )
     if c.categorical_features_to_encode is not None:
         outside = [f for f in c.categorical_features_to_encode if f not in c.cat_field_list]
         if outside:
-            raise ValueError(f"categorical_features_to_encode names {outside}, which are not in cat_field_list; add them to cat_field_list")
+            raise ValueError(
+                f"categorical_features_to_encode names {_names(outside)}, which are not in cat_field_list; "
+                "add them to cat_field_list or remove them from categorical_features_to_encode"
+            )
 
 
 def _single_column_roles(c: Config) -> dict[str, str]:
@@ -327,7 +385,8 @@ def _single_column_roles(c: Config) -> dict[str, str]:
 def _check_classes(c: Config) -> None:
     cats = c.multiclass_categories
     if cats is not None and len({str(v) for v in cats}) != len(cats):
-        raise ValueError(f"multiclass_categories {cats} has duplicates; list each class once")
+        repeated = sorted({str(v) for v in cats if [str(x) for x in cats].count(str(v)) > 1})
+        raise ValueError(f"multiclass_categories {cats} lists {_names(repeated)} more than once; list each class once")
     if c.is_binary:
         if c.num_classes != 2:
             raise ValueError(f"is_binary is true but num_classes is {c.num_classes}; set num_classes to 2 or is_binary to false")
@@ -339,7 +398,9 @@ def _check_classes(c: Config) -> None:
         if len(cats) != c.num_classes:
             raise ValueError(f"num_classes is {c.num_classes} but multiclass_categories has {len(cats)} values; make them agree")
     if c.class_weights is not None and len(c.class_weights) != c.num_classes:
-        raise ValueError(f"class_weights has {len(c.class_weights)} values but num_classes is {c.num_classes}; give one weight per class")
+        raise ValueError(
+            f"class_weights has {len(c.class_weights)} values but num_classes is {c.num_classes}; give one weight per class"
+        )
 
 
 def _check_model_inputs(c: Config) -> None:
@@ -358,6 +419,28 @@ def _check_model_inputs(c: Config) -> None:
         raise ValueError(
             f"num_channels has {len(c.num_channels)} values but num_layers is {c.num_layers}; give one channel count per layer"
         )
+
+
+def _check_precomputed_encoders(c: Config) -> None:
+    """Given imputation values and risk tables must cover exactly the fields they replace the fitting of."""
+    if not c.uses_tabular:
+        return
+    for field, given, expected, role in (
+        ("imputation_dict", c.imputation_dict, c.numeric_fields,
+         "numeric field (tab_field_list, and cat_field_list fields not risk-encoded)"),
+        ("risk_tables", c.risk_tables, c.encoded_categorical_fields,
+         "risk-encoded field (categorical_features_to_encode, default cat_field_list)"),
+    ):
+        if given is None:
+            continue
+        missing = [f for f in expected if f not in given]
+        if missing:
+            raise ValueError(
+                f"{field} has no entry for {_names(missing)}; give one per {role}, or remove {field} to fit it on train"
+            )
+        extra = [f for f in given if f not in expected]
+        if extra:
+            raise ValueError(f"{field} has entries for {_names(extra)}, which are not a {role}; remove them")
 
 
 def _check_text_steps(c: Config) -> None:
@@ -381,9 +464,30 @@ def _step_order_problem(steps: list[str]) -> str | None:
     return None
 
 
-def _check_early_stop_metric(c: Config) -> None:
+def _check_batch_keys(c: Config) -> None:
+    """The text keys name batch entries and ONNX inputs: they must not collide with each other or the rest."""
+    if c.text_input_ids_key == c.text_attention_mask_key:
+        raise ValueError(
+            f"text_input_ids_key and text_attention_mask_key are both {c.text_input_ids_key!r}; give them different names"
+        )
+    for field in ("text_input_ids_key", "text_attention_mask_key"):
+        if getattr(c, field) in RESERVED_BATCH_KEYS:
+            raise ValueError(
+                f"{field} is {getattr(c, field)!r}, a name the batch already uses for something else "
+                f"({', '.join(RESERVED_BATCH_KEYS)}); choose another name"
+            )
+
+
+def _check_metrics(c: Config) -> None:
+    duplicates = sorted({m for m in c.metric_choices if c.metric_choices.count(m) > 1})
+    if duplicates:
+        raise ValueError(f"metric_choices lists {_names(duplicates)} more than once; list each metric once")
     allowed = ["val/loss"] + [f"val/{m}" for m in c.metric_choices]
     if c.early_stop_metric not in allowed:
         name = c.early_stop_metric.removeprefix("val/")
         hint = f"add {name} to metric_choices, or " if name in METRIC_NAMES else ""
         raise ValueError(f"early_stop_metric {c.early_stop_metric!r} is not computed; {hint}use one of {allowed}")
+
+
+def _names(values: list) -> str:
+    return ", ".join(repr(v) for v in values)

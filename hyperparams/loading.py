@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from contracts import ConfigError, ContractPaths
 from hyperparams.config import Config
+from hyperparams.inactive import inactive_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,13 @@ PLATFORM_PREFIX = "sagemaker_"
 
 
 def load_config(paths: ContractPaths) -> Config:
-    """Read the hyperparameter files of the contract and return a validated Config."""
+    """Read the hyperparameter files of the contract and return a validated Config; log a note for
+    each set value that has no effect."""
     raw = read_hyperparameters([paths.code_hyperparameters, paths.job_hyperparameters])
-    return validate_config(raw)
+    config = validate_config(raw)
+    for note in inactive_settings(config):
+        log.warning(note)
+    return config
 
 
 def read_hyperparameters(candidates: Iterable[Path]) -> dict[str, Any]:
@@ -60,14 +65,38 @@ def validate_config(raw: dict[str, Any]) -> Config:
 
 def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, the first one first; each names the field and what to do."""
-    problems = [_describe(error) for error in exc.errors(include_url=False)]
+    problems = [_describe(errors) for errors in _group_by_field(exc.errors(include_url=False))]
     head = problems[0]
     if len(problems) > 1:
         head += f" ({len(problems) - 1} more problem{'s' if len(problems) > 2 else ''} listed below)"
     return "\n".join([head, *problems[1:]])
 
 
-def _describe(error: dict[str, Any]) -> str:
+# What to write instead, for errors whose message says only what is wrong.
+_TYPE_HINTS = {
+    "bool_parsing": "use true or false",
+    "bool_type": "use true or false",
+    "int_parsing": "use a whole number, e.g. 32",
+    "int_type": "use a whole number, e.g. 32",
+    "int_from_float": "use a whole number, e.g. 32",
+    "float_parsing": "use a number, e.g. 2e-05",
+    "float_type": "use a number, e.g. 2e-05",
+    "list_type": 'use a JSON list, e.g. ["a", "b"]',
+    "dict_type": 'use a JSON object, e.g. {"a": 1}',
+    "string_type": 'use a text value, e.g. "name"',
+}
+
+
+def _group_by_field(errors: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A value that fits none of a union's types yields one error per type: keep them together."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for error in errors:
+        groups.setdefault(_field_path(error["loc"]), []).append(error)
+    return list(groups.values())
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    error = errors[0]
     loc = error["loc"]
     field = _field_path(loc)
     kind = error["type"]
@@ -80,6 +109,11 @@ def _describe(error: dict[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if not loc:
         return f"Invalid hyperparameters: {message}."
+    alternatives = [e["msg"].removeprefix("Input should be ") for e in errors[1:]]
+    if alternatives:
+        message = f"{message}, or {' or '.join(alternatives)}"
+    elif kind in _TYPE_HINTS:
+        message = f"{message}; {_TYPE_HINTS[kind]}"
     return f"Invalid hyperparameter {field!r} = {_show(error.get('input'))}: {message}."
 
 

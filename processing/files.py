@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from contracts import DataError
+from hyperparams import Config
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
@@ -73,3 +74,9 @@ def load_splits(channels: dict[str, Path], filenames: dict[str, str | None], str
     files = {split: find_data_file(directory, filenames.get(split), split) for split, directory in channels.items()}
     frames = {split: read_table(path, string_columns) for split, path in files.items()}
     return files, frames
+
+
+def read_splits(channels: dict[str, Path], config: Config):
+    """The configured (or first) file of each split; ids and text read as text."""
+    filenames = {"train": config.train_filename, "val": config.val_filename, "test": config.test_filename}
+    return load_splits(channels, filenames, string_columns=[config.id_name, *config.text_fields.values()])

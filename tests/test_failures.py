@@ -32,7 +32,7 @@ def test_missing_column(tmp_path, tiny_bert, run_main):
     frames = {s: make_rows(30, i) for i, s in enumerate(("train", "val", "test"))}
     frames["val"] = frames["val"].drop(columns=["score"])
     base = write_job(tmp_path, hyperparameters(tiny_bert), frames=frames)
-    assert_failed_cleanly(base, run_main(base), "val file", "['score']")
+    assert_failed_cleanly(base, run_main(base), "val file", "'score' (tab_field_list)")
 
 
 def test_unknown_label(tmp_path, tiny_bert, run_main):

@@ -28,6 +28,7 @@ from training.precision import choose_precision
 from training.progress import progress_callback
 from training.sampling import ResumableLoader
 from training.sharding import ShardedClassifierModule
+from training.timing import StepTimer
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def build_trainer(
         LearningRateMonitor(logging_interval="step"),
         progress_callback(),
         checkpoint,
+        StepTimer(),
     ]
     precision = choose_precision(config.fp16, plan.accelerator)
     if plan.strategy == "fsdp" and precision == "16-mixed":

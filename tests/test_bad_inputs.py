@@ -1,0 +1,315 @@
+"""Every validation rule through the real entry script: exit status 1, a first line in
+output/failure that names the field, file or value and what to change, and nothing in model/.
+
+Configuration errors must stop the job before any data or model is touched, so those cases run
+with no data at all and a tokenizer path that does not exist: a message about the configuration
+proves the rule ran first. Data errors must stop it before tokenization, so no tokenized-text
+cache may exist afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from synthetic import hyperparameters, make_rows, write_job
+from test_failures import assert_failed_cleanly
+
+DELETE = object()
+
+CONFIG_CASES = {
+    # name: (hyperparameter changes, fragments the failure's first line must contain)
+    "misspelt key": ({"bach_size": 3}, ["'bach_size'", "did you mean 'batch_size'", "Remove it or fix its spelling"]),
+    "missing required field": ({"id_name": DELETE}, ["'id_name' is missing", "add it"]),
+    "negative lr as a string": ({"lr": "-0.1"}, ["'lr' = -0.1", "greater than 0"]),
+    "zero batch_size": ({"batch_size": 0}, ["'batch_size' = 0", "greater than 0"]),
+    "zero max_epochs": ({"max_epochs": "0"}, ["'max_epochs' = 0", "greater than 0"]),
+    "negative hidden_common_dim": ({"hidden_common_dim": -1}, ["'hidden_common_dim' = -1", "greater than 0"]),
+    "zero max_total_chunks": ({"max_total_chunks": 0}, ["'max_total_chunks' = 0", "greater than 0"]),
+    "max_sen_len too small": ({"max_sen_len": 2}, ["'max_sen_len' = 2", "greater than or equal to 4"]),
+    "dropout_keep zero": ({"dropout_keep": 0}, ["'dropout_keep' = 0", "greater than 0"]),
+    "dropout_keep above one": ({"dropout_keep": 1.5}, ["'dropout_keep' = 1.5", "less than or equal to 1"]),
+    "unknown model_class": ({"model_class": "transformer"}, ["'model_class' = 'transformer'", "'multimodal_bert'", "'lstm'"]),
+    "unknown optimizer": ({"optimizer": "RMSprop"}, ["'optimizer' = 'RMSprop'", "'SGD', 'Adam' or 'AdamW'"]),
+    "bimodal and trimodal text": (
+        {"primary_text_name": "review", "secondary_text_name": "region"},
+        ["text_name is for one text column", "not both"],
+    ),
+    "primary text without secondary": (
+        {"text_name": DELETE, "primary_text_name": "review"},
+        ["needs both primary_text_name and secondary_text_name", "set secondary_text_name"],
+    ),
+    "no text column": ({"text_name": DELETE}, ["no text column configured", "set text_name"]),
+    "binary with three classes": ({"num_classes": 3}, ["is_binary is true but num_classes is 3", "set num_classes to 2"]),
+    "multiclass without categories": (
+        {"is_binary": "false", "num_classes": 3},
+        ["is_binary is false, so multiclass_categories is required"],
+    ),
+    "categories and num_classes disagree": (
+        {"is_binary": False, "num_classes": 3, "multiclass_categories": ["a", "b"]},
+        ["num_classes is 3 but multiclass_categories has 2 values", "make them agree"],
+    ),
+    "duplicate categories": (
+        {"is_binary": False, "num_classes": 3, "multiclass_categories": "['a', 'b', 'a']"},
+        ["multiclass_categories", "lists 'a' more than once", "list each class once"],
+    ),
+    "class_weights length": ({"class_weights": "[1.0, 2.0, 3.0]"}, ["class_weights has 3 values but num_classes is 2", "one weight per class"]),
+    "negative class weight": ({"class_weights": [1.0, -2.0]}, ["'class_weights[1]' = -2.0", "greater than 0"]),
+    "unknown early_stop_metric": ({"early_stop_metric": "val/f2"}, ["early_stop_metric 'val/f2' is not computed", "'val/loss'"]),
+    "early_stop_metric not in metric_choices": (
+        {"early_stop_metric": "val/auroc", "metric_choices": ["f1_score"]},
+        ["early_stop_metric 'val/auroc' is not computed", "add auroc to metric_choices"],
+    ),
+    "unknown metric": ({"metric_choices": ["auroc", "mcc"]}, ["'metric_choices[1]' = 'mcc'", "'average_precision'"]),
+    "duplicate metric": ({"metric_choices": ["auroc", "auroc"]}, ["metric_choices lists 'auroc' more than once"]),
+    "empty metric_choices": ({"metric_choices": []}, ["'metric_choices' = []", "at least 1 item"]),
+    "numeric field missing from full_field_list": (
+        {"tab_field_list": ["score", "count", "extra"]},
+        ["tab_field_list names 'extra', which is not in full_field_list", "add 'extra' to full_field_list"],
+    ),
+    "categorical field missing from full_field_list": (
+        {"full_field_list": ["uid", "review", "score", "count", "label"]},
+        ["cat_field_list names 'region', which is not in full_field_list", "add 'region' to full_field_list"],
+    ),
+    "field numeric and categorical": (
+        {"cat_field_list": ["region", "score"]},
+        ["field 'score' is used as tab_field_list and as cat_field_list", "only one role"],
+    ),
+    "label is the id": ({"label_name": "uid"}, ["field 'uid' is used as id_name and as label_name"]),
+    "text column as numeric feature": (
+        {"tab_field_list": ["score", "review"]},
+        ["field 'review' is used as text_name and as tab_field_list"],
+    ),
+    "duplicate numeric field": ({"tab_field_list": ["score", "score"]}, ["tab_field_list lists 'score' more than once"]),
+    "duplicate in full_field_list": (
+        {"full_field_list": ["uid", "uid", "review", "score", "count", "region", "label"]},
+        ["full_field_list lists 'uid' more than once", "list each field once"],
+    ),
+    "encode a field that is not categorical": (
+        {"categorical_features_to_encode": ["score"]},
+        ["categorical_features_to_encode names 'score', which are not in cat_field_list"],
+    ),
+    "wrong input_tab_dim": ({"input_tab_dim": 5}, ["input_tab_dim is 5 but the tabular input has 3 columns", "score, count, region__risk"]),
+    "multimodal model without tabular fields": (
+        {"tab_field_list": [], "cat_field_list": []},
+        ["model_class multimodal_bert fuses text with tabular features", "use model_class bert or lstm"],
+    ),
+    "tokenizer step not last": (
+        {"text_processing_steps": ["tokenizer", "text_normalizer"]},
+        ["text_processing_steps", "tokenizer must be the last step"],
+    ),
+    "unknown text step": (
+        {"text_processing_steps": ["stemmer", "tokenizer"]},
+        ["'text_processing_steps[0]' = 'stemmer'", "'dialogue_splitter'"],
+    ),
+    "trimodal steps in a bimodal config": (
+        {"primary_text_processing_steps": ["tokenizer"]},
+        ["primary_text_processing_steps does not apply to a bimodal config", "use text_processing_steps"],
+    ),
+    "cnn channels per layer": (
+        {"model_class": "multimodal_cnn", "num_layers": 3, "num_channels": [64, 64]},
+        ["num_channels has 2 values but num_layers is 3", "one channel count per layer"],
+    ),
+    "moe with one expert": ({"model_class": "multimodal_moe", "num_experts": 1}, ["'num_experts' = 1", "greater than or equal to 2"]),
+    "fractional batch count": ({"val_check_interval": 2.5}, ["'val_check_interval' = 2.5", "whole number of batches"]),
+    "smooth_factor above one": ({"smooth_factor": 2}, ["'smooth_factor' = 2", "less than or equal to 1"]),
+    "momentum of one": ({"momentum": 1.0, "optimizer": "SGD"}, ["'momentum' = 1.0", "less than 1"]),
+    "boolean that is not": ({"fp16": "maybe"}, ["'fp16' = 'maybe'", "use true or false"]),
+    "number that is not": ({"batch_size": "thirty-two"}, ["'batch_size' = 'thirty-two'", "use a whole number"]),
+    "list that is not": ({"full_field_list": "uid"}, ["'full_field_list' = 'uid'", "use a JSON list"]),
+    "same text batch keys": (
+        {"text_input_ids_key": "ids", "text_attention_mask_key": "ids"},
+        ["text_input_ids_key and text_attention_mask_key are both 'ids'", "different names"],
+    ),
+    "text batch key taken": ({"text_attention_mask_key": "labels"}, ["text_attention_mask_key is 'labels'", "choose another name"]),
+    "imputation values incomplete": (
+        {"imputation_dict": {"score": 3.0}},
+        ["imputation_dict has no entry for 'count'", "remove imputation_dict to fit it on train"],
+    ),
+    "risk table for an unknown field": (
+        {"risk_tables": {"region": {"bins": {"north": 0.5}, "default_bin": 0.4}, "city": {"bins": {}, "default_bin": 0.1}}},
+        ["risk_tables has entries for 'city'", "remove them"],
+    ),
+    "risk table without default": ({"risk_tables": {"region": {"bins": {"north": 0.5}}}}, ["'risk_tables.region.default_bin' is missing"]),
+    "negative seed": ({"seed": -1}, ["'seed' = -1", "greater than or equal to 0"]),
+    "zero devices": ({"devices": 0}, ["'devices' = 0", "positive number of devices"]),
+    "unknown strategy": ({"strategy": "deepspeed"}, ["'strategy' = 'deepspeed'", "'auto', 'ddp' or 'fsdp'"]),
+    "unknown accelerator": ({"accelerator": "tpu"}, ["'accelerator' = 'tpu'", "'cpu'"]),
+    "empty column name": ({"id_name": ""}, ["'id_name' = ''", "at least 1 character"]),
+    "empty kernel_size": ({"model_class": "multimodal_cnn", "kernel_size": []}, ["'kernel_size' = []", "at least 1 item"]),
+}
+
+
+def write_config_only(base, changes: dict, tokenizer) -> None:
+    hparams = {k: v for k, v in hyperparameters(tokenizer, **changes).items() if v is not DELETE}
+    folder = base / "code" / "hyperparams"
+    folder.mkdir(parents=True)
+    (folder / "hyperparameters.json").write_text(json.dumps(hparams))
+
+
+def assert_rejected(base, status: int, fragments) -> None:
+    assert_failed_cleanly(base, status, *fragments)
+    assert not (base / "checkpoints" / "preprocessed").exists(), "text was tokenized before the error"
+
+
+@pytest.mark.parametrize("changes,fragments", CONFIG_CASES.values(), ids=CONFIG_CASES.keys())
+def test_bad_configuration_stops_before_anything_is_loaded(tmp_path, run_main, changes, fragments):
+    write_config_only(tmp_path, changes, tokenizer=tmp_path / "no-such-tokenizer")
+    assert_rejected(tmp_path, run_main(tmp_path), fragments)
+
+
+def test_there_are_at_least_thirty_distinct_cases():
+    messages = [tuple(case[-1]) for case in [*CONFIG_CASES.values(), *DATA_CASES.values()]]
+    assert len(set(messages)) == len(messages) >= 30
+
+
+def test_job_file_values_are_validated_too(tmp_path, run_main):
+    write_config_only(tmp_path, {}, tokenizer=tmp_path / "no-such-tokenizer")
+    job_file = tmp_path / "input" / "config" / "hyperparameters.json"
+    job_file.parent.mkdir(parents=True)
+    job_file.write_text(json.dumps({"lr": "fast", "sagemaker_program": "pytorch_training.py"}))
+    assert_rejected(tmp_path, run_main(tmp_path), ["'lr' = 'fast'", "use a number"])
+
+
+@pytest.mark.parametrize(
+    "content,fragments",
+    [("{'lr': 1,}", ["is not valid JSON", "line 1, column 2"]), ("[1, 2]", ["must hold a JSON object", "not list"])],
+    ids=["not json", "not an object"],
+)
+def test_unreadable_hyperparameter_file(tmp_path, run_main, content, fragments):
+    folder = tmp_path / "code" / "hyperparams"
+    folder.mkdir(parents=True)
+    (folder / "hyperparameters.json").write_text(content)
+    assert_rejected(tmp_path, run_main(tmp_path), ["hyperparameters.json", *fragments])
+
+
+def test_no_hyperparameter_file(tmp_path, run_main):
+    assert_rejected(tmp_path, run_main(tmp_path), ["No hyperparameters file found", "code/hyperparams/hyperparameters.json"])
+
+
+@pytest.mark.parametrize("variable", ["USE_PRECOMPUTED_IMPUTATION", "USE_PRECOMPUTED_RISK_TABLES", "DRY_RUN"])
+def test_environment_flag_spelling(tmp_path, tiny_bert, run_main, variable):
+    base = write_job(tmp_path, hyperparameters(tiny_bert), rows=(20, 8, 8))
+    assert_rejected(base, run_main(base, {variable: "perhaps"}), [f"{variable}='perhaps'", "true, false"])
+
+
+def test_max_sen_len_beyond_the_tokenizer_stops_before_data(tmp_path, tiny_bert, run_main):
+    write_config_only(tmp_path, {"max_sen_len": 128}, tokenizer=tiny_bert)
+    assert_rejected(tmp_path, run_main(tmp_path), ["max_sen_len is 128", "at most 64 tokens", "set max_sen_len to 64 or less"])
+
+
+def test_tokenizer_that_cannot_load(tmp_path, run_main):
+    write_config_only(tmp_path, {}, tokenizer=tmp_path / "no-such-tokenizer")
+    assert_rejected(tmp_path, run_main(tmp_path), ["no-such-tokenizer", "could not be loaded", "set tokenizer to a local folder"])
+
+
+# --- data files -------------------------------------------------------------------------------
+
+
+def _frames(multiclass: bool = False):
+    return {s: make_rows(n, i, multiclass) for i, (s, n) in enumerate((("train", 40), ("val", 16), ("test", 16)))}
+
+
+def _drop_column(frames):
+    frames["val"] = frames["val"].drop(columns=["score"])
+
+
+def _rename_text_column(frames):
+    for split in frames:
+        frames[split] = frames[split].rename(columns={"review": "Review"})
+
+
+def _unknown_label(frames):
+    frames["test"].loc[[3, 7, 9], "label"] = 7
+
+
+def _missing_label(frames):
+    frames["train"]["label"] = frames["train"]["label"].astype(float)
+    frames["train"].loc[[1, 2], "label"] = np.nan
+
+
+def _text_in_numeric_column(frames):
+    frames["test"]["count"] = frames["test"]["count"].astype(object)
+    frames["test"].loc[14, "count"] = "twelve"
+
+
+def _header_only(frames):
+    frames["val"] = frames["val"].iloc[:0]
+
+
+def _single_class(frames):
+    frames["train"]["label"] = 1
+
+
+def _empty_numeric_column(frames):
+    frames["train"]["count"] = np.nan
+
+
+def _unknown_multiclass_label(frames):
+    frames["val"].loc[2, "label"] = "urgent"
+
+
+DATA_CASES = {
+    # name: (change to the frames, hyperparameter changes, fragments)
+    "column missing in one split": (
+        _drop_column, {}, ["The val file", "lacks 1 configured column(s): 'score' (tab_field_list)", "Its columns are ['uid'"],
+    ),
+    "misspelt column": (_rename_text_column, {}, ["'review' (text_name, did you mean 'Review'?)", "Fix the column names"]),
+    "unknown label": (_unknown_label, {}, ["The test file has label values", "'7' (3 rows)", "expected one of [0, 1]"]),
+    "missing label": (_missing_label, {}, ["The train file has label values", "missing (2 rows)"]),
+    "text in a numeric column": (
+        _text_in_numeric_column, {}, ["Column 'count' in the test file must be numeric", "'twelve'", "clean them"],
+    ),
+    "split with no rows": (_header_only, {}, ["The val file", "has a header but no rows"]),
+    "one class in train": (_single_class, {}, ["has only one class (1)", "add rows of another class"]),
+    "numeric column without values": (_empty_numeric_column, {}, ["Numeric column(s) ['count'] have no values in the train file"]),
+    "unknown multiclass label": (
+        _unknown_multiclass_label,
+        {"is_binary": False, "num_classes": 3, "multiclass_categories": ["low", "medium", "high"]},
+        ["The val file has label values", "'urgent' (1 rows)", "set multiclass_categories/num_classes to match"],
+    ),
+}
+
+
+@pytest.mark.parametrize("change,hparams,fragments", DATA_CASES.values(), ids=DATA_CASES.keys())
+def test_bad_data_stops_before_tokenization(tmp_path, tiny_bert, run_main, change, hparams, fragments):
+    multiclass = "multiclass_categories" in hparams
+    frames = _frames(multiclass)
+    change(frames)
+    base = write_job(tmp_path, hyperparameters(tiny_bert, **hparams), frames=frames)
+    assert_rejected(base, run_main(base), fragments)
+
+
+@pytest.mark.parametrize(
+    "damage,fragments",
+    [
+        (lambda d: (d / "train" / "train.csv").write_text(""), ["train.csv is empty"]),
+        (lambda d: (d / "test" / "test.csv").unlink(), ["No .csv, .tsv or .parquet file in the test folder", "set test_filename"]),
+        (lambda d: (d / "val" / "val.csv").rename(d / "val" / "val.txt"), ["No .csv, .tsv or .parquet file in the val folder", "val.txt"]),
+        (lambda d: (d / "train" / "train.csv").write_bytes(b'uid,review\n"unterminated'), ["train.csv could not be read as CSV"]),
+    ],
+    ids=["empty file", "no file", "wrong extension", "malformed csv"],
+)
+def test_unusable_split_files(tmp_path, tiny_bert, run_main, damage, fragments):
+    base = write_job(tmp_path, hyperparameters(tiny_bert), frames=_frames())
+    damage(base / "input" / "data")
+    assert_rejected(base, run_main(base), fragments)
+
+
+def test_configured_file_name_not_found(tmp_path, tiny_bert, run_main):
+    base = write_job(tmp_path, hyperparameters(tiny_bert, train_filename="training.csv"), frames=_frames())
+    assert_rejected(base, run_main(base), ["train_filename is 'training.csv'", "holds only ['train.csv']", "fix the name"])
+
+
+def test_corrupt_parquet(tmp_path, tiny_bert, run_main):
+    base = write_job(tmp_path, hyperparameters(tiny_bert), fmt="parquet", frames=_frames())
+    (base / "input" / "data" / "val" / "val.parquet").write_bytes(b"PAR1 not really parquet")
+    assert_rejected(base, run_main(base), ["val.parquet could not be read as PARQUET"])
+
+
+def test_tsv_written_with_commas(tmp_path, tiny_bert, run_main):
+    frames = _frames()
+    base = write_job(tmp_path, hyperparameters(tiny_bert), fmt="tsv", frames=frames)
+    frames["train"].to_csv(base / "input" / "data" / "train" / "train.tsv", index=False)
+    assert_rejected(base, run_main(base), ["The train file", "lacks 6 configured column(s)", "Its columns are ['uid,review,score"])

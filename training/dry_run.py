@@ -1,0 +1,219 @@
+"""``DRY_RUN=true``: the real job on a small sample of every split, in a scratch folder, then a report.
+
+The dry run first validates the configuration, the tokenizer limit and the whole of every split
+(so a bad value in any row fails it, as it would fail the real job). It then writes a small
+sample of each split and the hyperparameters into a temporary folder shaped like ``/opt/ml`` and
+runs the unchanged job there for one epoch: preprocessing, ``DRY_RUN_STEPS`` training steps, one validation batch, the export
+with its ONNX parity check, and evaluation of the val and test samples. The real ``model/``,
+``output/data/`` and checkpoint folder (which holds the tokenized-text cache) are never opened for
+writing, so a later real run neither resumes from a dry-run checkpoint nor reuses text tokenized
+from a sample; the scratch folder is deleted at the end.
+
+The printed report gives rows and class balance of the full splits, token lengths and chunking of
+a larger text sample (``TEXT_SAMPLE_ROWS`` per split, tokenized with the job's text chain), the
+tabular feature count, the parameter count, and an estimate of the time per epoch from the
+measured step and validation times.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from contracts import ContractPaths
+from hyperparams import Config, read_hyperparameters, validate_config
+from models.backbone import Backbone
+from models.registry import trainable_parameters
+from processing.files import read_splits, write_table
+from processing.preparation import encode_labels, encode_texts
+from processing.tabular import parse_numeric
+from processing.text import RaggedChunks
+from processing.text.loading import check_sequence_limit, load_tokenizer
+from processing.text.pipeline import token_length_summary
+from processing.text.tokenization import ChunkStats
+from processing.validation import validate_splits
+from training.timing import step_timer
+from training.trainer import validation_interval
+
+log = logging.getLogger(__name__)
+
+DRY_RUN_STEPS = 2  # training steps; the first pays for set-up, the second is timed for the estimate
+TEXT_SAMPLE_ROWS = 1000  # rows per split whose text is tokenized for the report (cheap next to a training step)
+SCRATCH_OVERRIDES = {"max_epochs": 1, "val_check_interval": 1.0}  # one epoch, validated once at its end
+
+
+@dataclass
+class JobRecord:
+    """What a finished job built: the dry-run report reads it, the entry script prints its metrics."""
+
+    model: nn.Module
+    trainer: pl.Trainer
+    metrics: dict
+
+
+def dry_run(paths: ContractPaths, job: Callable[[ContractPaths], JobRecord]) -> str:
+    """Validate everything, run ``job`` on samples in a scratch folder, print and return the report."""
+    started = time.perf_counter()
+    raw = read_hyperparameters([paths.code_hyperparameters, paths.job_hyperparameters])
+    config = validate_config(raw)
+    tokenizer = load_tokenizer(config.tokenizer)
+    check_sequence_limit(config, tokenizer, Backbone.pretrained(config.tokenizer).max_positions)
+    files, frames = read_splits(paths.channels, config)
+    validate_splits(config, frames, files)
+    _, labels = encode_labels(config, frames)
+    text_samples = {s: sample_split(config, f, labels[s], TEXT_SAMPLE_ROWS) for s, f in frames.items()}
+    text = text_statistics(config, tokenizer, text_samples, files)
+    samples = {s: sample_split(config, f, labels[s], sample_rows(config, s)) for s, f in frames.items()}
+    with tempfile.TemporaryDirectory(prefix="dry-run-", ignore_cleanup_errors=True) as folder:
+        scratch = scratch_job(paths, Path(folder), {**raw, **SCRATCH_OVERRIDES}, files, samples)
+        log.info("Dry run: the job runs on %s in %s", _rows(samples), folder)
+        record = job(scratch)
+    report = render_report(config, labels, text, record, time.perf_counter() - started)
+    print(report, flush=True)
+    return report
+
+
+def sample_rows(config: Config, split: str) -> int:
+    """Enough train rows for DRY_RUN_STEPS batches; one batch's worth of val and test."""
+    return config.batch_size * (DRY_RUN_STEPS if split == "train" else 1)
+
+
+def text_statistics(
+    config: Config, tokenizer, frames: Mapping[str, pd.DataFrame], files: Mapping[str, Path]
+) -> dict[str, tuple[RaggedChunks, ChunkStats]]:
+    """Per text column: the sampled rows of every split through the job's text chain (never the cache)."""
+    encoded, stats = encode_texts(config, tokenizer, frames, files, cache=None)
+    return {
+        role: (RaggedChunks.concatenate([encoded[split][role] for split in frames]), stats[role])
+        for role in config.text_fields
+    }
+
+
+def sample_split(config: Config, frame: pd.DataFrame, labels: np.ndarray, rows: int) -> pd.DataFrame:
+    """A seeded sample in file order that keeps one row of every class present and, for every
+    numeric field, a row where it has a value (so fitting the encoders on the sample cannot fail
+    where the full split would not)."""
+    if len(frame) <= rows:
+        return frame
+    _, first_of_class = np.unique(labels, return_index=True)
+    required = set(first_of_class.tolist())
+    if config.uses_tabular:
+        numbers = parse_numeric(frame, config.numeric_fields, "sample")
+        required.update(int(np.argmax(column)) for column in numbers.notna().to_numpy().T if column.any())
+    rest = np.setdiff1d(np.arange(len(frame)), sorted(required))
+    rng = np.random.default_rng(config.seed)
+    chosen = rng.choice(rest, size=max(0, rows - len(required)), replace=False)
+    return frame.iloc[np.sort(np.concatenate([sorted(required), chosen]).astype(np.int64))]
+
+
+def scratch_job(
+    paths: ContractPaths,
+    folder: Path,
+    hyperparameters: dict,
+    files: Mapping[str, Path],
+    samples: Mapping[str, pd.DataFrame],
+) -> ContractPaths:
+    """An /opt/ml-shaped folder holding the samples (same file names and formats) and the
+    hyperparameters; every location the job writes to lies inside it."""
+    channels = {}
+    for split, frame in samples.items():
+        channels[split] = folder / "input" / "data" / split
+        target = channels[split] / files[split].relative_to(paths.channels[split])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_table(frame, target)
+    hyperparameter_file = folder / "code" / "hyperparams" / "hyperparameters.json"
+    hyperparameter_file.parent.mkdir(parents=True)
+    hyperparameter_file.write_text(json.dumps(hyperparameters, indent=2))
+    return replace(
+        paths,
+        base_dir=folder,
+        channels=channels,
+        code_hyperparameters=hyperparameter_file,
+        job_hyperparameters=folder / "input" / "config" / "hyperparameters.json",
+        model_dir=folder / "model",
+        output_dir=folder / "output",
+        output_data_dir=folder / "output" / "data",
+        checkpoints_dir=folder / "checkpoints",
+    )
+
+
+def render_report(
+    config: Config,
+    labels: Mapping[str, np.ndarray],
+    text: Mapping[str, tuple[RaggedChunks, ChunkStats]],
+    record: JobRecord,
+    seconds: float,
+) -> str:
+    lines = [
+        f"Dry run passed in {seconds:.1f} s: validation of every row, then preprocessing, {DRY_RUN_STEPS} training steps, "
+        "validation, export with the ONNX check and evaluation on a sample, in a scratch folder (deleted). "
+        "Nothing was written to model/, output/data/ or the checkpoint folder.",
+        "Rows: " + ", ".join(f"{split} {len(ids):,}" for split, ids in labels.items()),
+    ]
+    for split, ids in labels.items():
+        counts = np.bincount(ids, minlength=config.num_classes)
+        shares = ", ".join(f"{label!r} {n:,} ({n / len(ids):.1%})" for label, n in zip(config.class_labels, counts))
+        lines.append(f"Classes in {split}: {shares}")
+    for role, column in config.text_fields.items():
+        lines.append(f"Text {column!r}: " + _text_summary(config, *text[role]))
+    features = config.tabular_feature_names
+    lines.append(f"Tabular features: {len(features)}" + (f" ({', '.join(features)})" if features else " (text-only model)"))
+    total = sum(p.numel() for p in record.model.parameters())
+    lines.append(f"Model {config.model_class}: {total:,} parameters, {trainable_parameters(record.model):,} trainable")
+    lines.extend(_time_estimate(config, labels, record.trainer))
+    return "\n".join(["", "=== Dry run report ===", *lines, ""])
+
+
+def _text_summary(config: Config, chunks: RaggedChunks, stats: ChunkStats) -> str:
+    lengths = token_length_summary(chunks)
+    share = 1 / max(stats.samples, 1)
+    percentiles = ", ".join(f"{name} {lengths[name]:.0f}" for name in ("p50", "p90", "p99", "max"))
+    if config.chunk_trancate:
+        kept = f"{stats.truncated_samples * share:.1%} lost text to max_total_chunks={config.max_total_chunks}"
+    else:
+        kept = f"{stats.over_limit_samples * share:.1%} kept more than max_total_chunks={config.max_total_chunks} chunks"
+    return (
+        f"{stats.samples:,} sampled rows, tokens per row {percentiles}; "
+        f"{stats.multi_chunk_samples * share:.1%} in more than one chunk of max_sen_len={config.max_sen_len}; {kept}"
+    )
+
+
+def _time_estimate(config: Config, labels: Mapping[str, np.ndarray], trainer: pl.Trainer) -> list[str]:
+    """Full-data epoch time from the measured step and validation times, on this machine with the
+    configured devices (each process takes its share of the rows)."""
+    timer = step_timer(trainer)
+    processes = max(1, trainer.world_size)
+    steps = math.ceil(len(labels["train"]) / (config.batch_size * processes))
+    interval = validation_interval(config, steps)
+    validations = int(1 / interval) if isinstance(interval, float) else steps // interval
+    step, row = timer.step_seconds, timer.validation_row_seconds / processes
+    validation = len(labels["val"]) * row
+    epoch = steps * step + validations * validation
+    return [
+        f"Speed here: {step:.2f} s per training step of {config.batch_size} rows; "
+        f"validation {1000 * row:.1f} s per 1,000 rows",
+        f"Estimated time per epoch: {steps:,} steps x {step:.2f} s + {validations} validation(s) x {_duration(validation)} "
+        f"= {_duration(epoch)}; max_epochs={config.max_epochs}: at most {_duration(epoch * config.max_epochs)}, "
+        f"then about {_duration((len(labels['val']) + len(labels['test'])) * row)} to evaluate val and test",
+    ]
+
+
+def _rows(samples: Mapping[str, pd.DataFrame]) -> str:
+    return ", ".join(f"{len(frame)} {split}" for split, frame in samples.items()) + " rows"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
