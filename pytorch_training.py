@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             if RunSwitches.from_env().dry_run:
                 dry_run(paths, partial(train_and_export, argv=args, stop=stop))
             else:
-                train_and_export(paths, args, stop)
+                print_metric_lines(train_and_export(paths, args, stop).metrics)
     except (Exception, KeyboardInterrupt) as exc:
         if first_on_node or not paths.failure_file.exists():
             write_failure(paths.failure_file, exc)
@@ -174,7 +174,6 @@ def export_and_evaluate(
         metrics = write_evaluation(paths.output_data_dir, config, results, step=trainer.global_step)
         run.write_manifest(staging, config=config, files=files, frames=frames, model=model, trainer=trainer,
                            onnx_parity=onnx_parity, metrics=metrics)
-    print_metric_lines(metrics)
     log.info("Model in %s, evaluation in %s", paths.model_dir, paths.output_data_dir)
     return metrics
 

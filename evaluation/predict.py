@@ -39,10 +39,10 @@ from models.backbone import Backbone
 from models.registry import build_model
 from processing.dataset import EncodedSplit
 from processing.files import file_format, read_table, write_table
-from processing.preparation import TabularEncoders, encode_texts, numeric_input_fields
+from processing.preparation import TabularEncoders, encode_texts
 from processing.tabular import NumericImputer, RiskTableEncoder
 from processing.text.loading import load_tokenizer
-from processing.validation import required_columns
+from processing.validation import column_roles
 from training.data import evaluation_loader
 from training.logs import configure_logging
 
@@ -68,7 +68,7 @@ class SavedModel:
         categorical = config.encoded_categorical_fields if config.uses_tabular else []
         risk_tables = _read_json(directory, "risk_table_map.json")
         tabular = TabularEncoders(
-            NumericImputer.from_artifact(_read_json(directory, "impute_dict.json"), numeric_input_fields(config)),
+            NumericImputer.from_artifact(_read_json(directory, "impute_dict.json"), config.numeric_fields),
             RiskTableEncoder.from_artifact(risk_tables, categorical, config.num_classes),
         )
         return cls(directory, artifacts, config, load_tokenizer(str(directory)), tabular)
@@ -77,7 +77,7 @@ class SavedModel:
         """The file as the job read its splits (ids and text as strings); the label column is optional."""
         config = self.config
         frame = read_table(path, string_columns=[config.id_name, *config.text_fields.values()])
-        missing = [c for c in required_columns(config) if c != config.label_name and c not in frame.columns]
+        missing = [c for c in column_roles(config) if c != config.label_name and c not in frame.columns]
         if missing:
             raise DataError(f"{path} has no column(s) {missing}, which the model reads; it has {list(frame.columns)}.")
         if frame.empty:

@@ -279,7 +279,10 @@ class Config(BaseModel):
 
     @property
     def numeric_fields(self) -> list[str]:
-        """Fields fed to the model as numbers (and imputed): numeric fields, then passthrough categoricals."""
+        """Fields fed to the model as numbers (and imputed): numeric fields, then passthrough
+        categoricals; none for text-only models."""
+        if not self.uses_tabular:
+            return []
         return [*self.tab_field_list, *self.passthrough_categorical_fields]
 
     @property

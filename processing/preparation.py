@@ -52,15 +52,10 @@ class PreparedData:
     text_stats: dict[str, ChunkStats]
 
 
-def numeric_input_fields(config: Config) -> list[str]:
-    """Fields fed as numbers: numeric fields, then categorical fields encoded upstream."""
-    return [*config.tab_field_list, *config.passthrough_categorical_fields] if config.uses_tabular else []
-
-
 def fit_tabular(config: Config, train: pd.DataFrame, train_labels: np.ndarray) -> TabularEncoders:
     """Fit imputation and risk tables on train, or take them from the config when given (columns that
     already hold the given tables' rates then pass through)."""
-    fields = numeric_input_fields(config)
+    fields = config.numeric_fields
     if config.imputation_dict is not None:
         imputer = NumericImputer.from_artifact(config.imputation_dict, fields)
     else:
