@@ -11,14 +11,12 @@ session; and ONNX Runtime with full graph optimisation, the transformer fusions 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
-from common import arguments, demo_config, demo_frames, prepare, report
+from common import arguments, demo_config, demo_frames, median_seconds, prepare, report
 
 
 def sessions(path: Path, num_heads: int, hidden: int) -> dict[str, ort.InferenceSession]:
@@ -47,13 +45,9 @@ def _transformer_fused(path: Path, num_heads: int, hidden: int) -> Path:
 
 
 def latency(fn, repeats: int) -> float:
+    """Median seconds per call after one warm-up call."""
     fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return median_seconds(fn, repeats)
 
 
 def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:

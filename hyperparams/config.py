@@ -15,29 +15,6 @@ from typing_extensions import TypedDict
 
 from hyperparams.coercion import coerce_literal, coerce_text
 
-MODEL_CLASSES = (
-    "multimodal_bert",
-    "multimodal_cnn",
-    "multimodal_moe",
-    "multimodal_gate_fusion",
-    "multimodal_cross_attn",
-    "bert",
-    "lstm",
-)
-TEXT_ONLY_MODELS = ("bert", "lstm")
-BERT_MODELS = ("multimodal_bert", "multimodal_moe", "multimodal_gate_fusion", "multimodal_cross_attn", "bert")
-METRIC_NAMES = ("auroc", "average_precision", "f1_score", "precision", "recall", "accuracy")
-TEXT_STEP_NAMES = (
-    "dialogue_splitter",
-    "html_normalizer",
-    "emoji_remover",
-    "text_normalizer",
-    "dialogue_chunker",
-    "tokenizer",
-)
-FULL_TEXT_STEPS = list(TEXT_STEP_NAMES)
-SECONDARY_TEXT_STEPS = ["dialogue_splitter", "text_normalizer", "dialogue_chunker", "tokenizer"]
-
 ModelClass = Literal[
     "multimodal_bert",
     "multimodal_cnn",
@@ -51,6 +28,13 @@ MetricName = Literal["auroc", "average_precision", "f1_score", "precision", "rec
 TextStep = Literal[
     "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
 ]
+MODEL_CLASSES: tuple[str, ...] = get_args(ModelClass)
+TEXT_ONLY_MODELS = ("bert", "lstm")
+BERT_MODELS = ("multimodal_bert", "multimodal_moe", "multimodal_gate_fusion", "multimodal_cross_attn", "bert")
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+TEXT_STEP_NAMES: tuple[str, ...] = get_args(TextStep)  # in their natural order
+FULL_TEXT_STEPS = list(TEXT_STEP_NAMES)
+SECONDARY_TEXT_STEPS = ["dialogue_splitter", "text_normalizer", "dialogue_chunker", "tokenizer"]
 PositiveInt = Annotated[int, Field(gt=0)]
 ColumnName = Annotated[str, Field(min_length=1)]
 # Batch keys the collate sets besides the text inputs; a text key with one of these names would overwrite it.
