@@ -38,7 +38,7 @@ from export.onnx_export import export_verified_onnx
 from hyperparams import Config, load_config
 from models.backbone import Backbone
 from models.lightning_module import ClassifierModule
-from models.registry import build_model, trainable_parameters
+from models.registry import build_model, initial_word_embeddings, trainable_parameters
 from processing.cache import TextCache
 from processing.files import load_splits
 from processing.preparation import prepare_data
@@ -84,7 +84,8 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
     check_columns(config, frames, files)
     data = prepare_data(config, frames, tokenizer, files, TextCache(paths.checkpoints_dir / "preprocessed"))
 
-    model = build_model(config, backbone)
+    embeddings = initial_word_embeddings(config, backbone)  # CNN/LSTM start from it; saved with the model
+    model = build_model(config, backbone, embeddings)
     if model.tabular is not None:
         model.tabular.fit_scale(data.splits["train"].tabular)
     log.info("Model %s: %s trainable parameters", config.model_class, f"{trainable_parameters(model):,}")
@@ -108,6 +109,7 @@ def train_and_export(paths: ContractPaths, argv: list[str]) -> None:
             tokenizer.get_vocab(),
             data.tabular.imputer.to_artifact(),
             data.tabular.risk_tables.to_artifact(),
+            embedding_matrix=embeddings,
         )
         write_model_files(staging, model, bundle, tokenizer, config)
         export_verified_onnx(model, loaders["val"].collate_fn, len(frames["val"]), staging / "model.onnx", backbone.max_positions)
