@@ -97,7 +97,9 @@ class LstmChunkEncoder(nn.Module):
     """Word embeddings -> ``num_layers`` bidirectional LSTM layers of ``hidden`` units per
     direction -> masked mean over each chunk's real tokens."""
 
-    def __init__(self, embeddings: torch.Tensor, *, hidden: int, num_layers: int, dropout: float, embeddings_trainable: bool):
+    def __init__(
+        self, embeddings: torch.Tensor, *, hidden: int, num_layers: int, dropout: float, embeddings_trainable: bool
+    ):
         super().__init__()
         self.embedding = word_embedding(embeddings, embeddings_trainable)
         dims = [embeddings.shape[1]] + [2 * hidden] * num_layers

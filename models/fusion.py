@@ -90,7 +90,9 @@ class CrossAttentionFusion(nn.Module):
         heads = next(h for h in ATTENTION_HEADS if dim % h == 0)
         self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.attention_norm = nn.LayerNorm(dim)
-        self.feed_forward = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
+        self.feed_forward = nn.Sequential(
+            nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+        )
         self.feed_forward_norm = nn.LayerNorm(dim)
         self.summary = nn.Sequential(nn.Linear(num_features * dim, dim), nn.ReLU())
         self.out_dim = sum(text_dims) + dim

@@ -74,10 +74,14 @@ def build_model(config: Config, backbone: Backbone, embedding_matrix: torch.Tens
     dropout = 1.0 - config.dropout_keep
     if spec.text in EMBEDDING_ENCODERS and embedding_matrix is None:
         embedding_matrix = backbone.word_embeddings()
-    encoders = {role: _text_encoder(spec.text, config, backbone, embedding_matrix, dropout) for role in config.text_fields}
+    encoders = {
+        role: _text_encoder(spec.text, config, backbone, embedding_matrix, dropout) for role in config.text_fields
+    }
     tabular = _tabular_encoder(spec.tabular, config, dropout)
     fusion = _fusion(spec.fusion, config, list(encoders.values()), tabular, dropout)
-    return Classifier(encoders, tabular, fusion, config.num_classes, config.hidden_common_dim, dropout, text_keys(config))
+    return Classifier(
+        encoders, tabular, fusion, config.num_classes, config.hidden_common_dim, dropout, text_keys(config)
+    )
 
 
 def build_from_artifacts(bundle: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> Classifier:
@@ -129,7 +133,9 @@ def _tabular_encoder(kind: TabularKind | None, config: Config, dropout: float) -
     return None
 
 
-def _fusion(kind: FusionKind, config: Config, encoders: list[nn.Module], tabular: nn.Module | None, dropout: float) -> nn.Module:
+def _fusion(
+    kind: FusionKind, config: Config, encoders: list[nn.Module], tabular: nn.Module | None, dropout: float
+) -> nn.Module:
     text_dims = [e.out_dim for e in encoders]
     dims = text_dims + ([tabular.out_dim] if tabular is not None else [])
     if kind == "concat":
@@ -143,4 +149,5 @@ def _fusion(kind: FusionKind, config: Config, encoders: list[nn.Module], tabular
                 "choose between; set num_experts to 2 or more"
             )
         return MixtureOfExpertsFusion(dims, config.hidden_common_dim, config.num_experts, dropout)
-    return CrossAttentionFusion(text_dims, [e.token_dim for e in encoders], tabular.num_features, config.hidden_common_dim, dropout)
+    token_dims = [e.token_dim for e in encoders]
+    return CrossAttentionFusion(text_dims, token_dims, tabular.num_features, config.hidden_common_dim, dropout)

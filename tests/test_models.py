@@ -50,7 +50,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_config(tiny_bert: Path, model_class: str, modality: str = "bimodal", task: str = "binary", **overrides) -> Config:
+def make_config(
+    tiny_bert: Path, model_class: str, modality: str = "bimodal", task: str = "binary", **overrides
+) -> Config:
     fields = dict(
         model_class=model_class,
         hidden_common_dim=12,
@@ -76,8 +78,8 @@ def make_config(tiny_bert: Path, model_class: str, modality: str = "bimodal", ta
 @pytest.fixture(scope="module")
 def texts(tokenizer):
     """Two text columns through the real text chain: 1 to 3 chunks of up to 8 tokens per row."""
-    pipeline = build_text_pipeline(["dialogue_splitter", "html_normalizer", "text_normalizer", "dialogue_chunker", "tokenizer"],
-                                   tokenizer, max_sen_len=8, max_total_chunks=3)
+    steps = ["dialogue_splitter", "html_normalizer", "text_normalizer", "dialogue_chunker", "tokenizer"]
+    pipeline = build_text_pipeline(steps, tokenizer, max_sen_len=8, max_total_chunks=3)
     primary = pipeline.encode(make_rows(ROWS, seed=0)["review"].tolist())
     secondary = pipeline.encode(make_rows(ROWS, seed=1)["review"].tolist())
     assert set(primary.num_chunks) >= {1, 3}, "the data must mix chunk counts"
@@ -131,7 +133,9 @@ def case(request, tiny_bert, tokenizer, texts, tmp_path_factory) -> Case:
     logits = model(batch)
     nn.functional.cross_entropy(logits, batch["labels"]).backward()
     without_gradient = [
-        name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
     ]
 
     # Overfitting runs with dropout off (eval mode) so the loss is deterministic, with gradients
@@ -152,7 +156,9 @@ def case(request, tiny_bert, tokenizer, texts, tmp_path_factory) -> Case:
 
     folder = tmp_path_factory.mktemp("model")
     parity = export_verified_onnx(model, collate, ROWS, folder / "model.onnx", backbone.max_positions)
-    bundle = artifacts_bundle(config, model.input_names, backbone.to_dict(), tokenizer.get_vocab(), {}, {}, embedding_matrix=embeddings)
+    bundle = artifacts_bundle(
+        config, model.input_names, backbone.to_dict(), tokenizer.get_vocab(), {}, {}, embedding_matrix=embeddings
+    )
     write_model_files(folder, model, bundle, tokenizer, config)
     return Case(config, model.eval(), collate, tuple(logits.shape), without_gradient, losses,
                 folder / "model.onnx", parity, folder)
@@ -174,7 +180,8 @@ def test_padding_never_counts(case):
     rows = [0, 3, 5]
     batch = case.collate(rows)
     expected = probabilities(case.model, batch)
-    padded = pad_chunks(batch, chunks=batch[case.model.input_names[0]].shape[1] + 2, tokens=batch[case.model.input_names[0]].shape[2] + 5)
+    _, chunks, tokens = batch[case.model.input_names[0]].shape
+    padded = pad_chunks(batch, chunks=chunks + 2, tokens=tokens + 5)
     np.testing.assert_allclose(probabilities(case.model, padded), expected, atol=1e-6)
     for i, row in enumerate(rows):  # alone, each row needs less padding than in the batch
         np.testing.assert_allclose(probabilities(case.model, case.collate([row]))[0], expected[i], atol=1e-6)
@@ -238,12 +245,16 @@ def test_text_only_models_concatenate_both_texts(tiny_bert):
         assert model.fusion.out_dim == sum(e.out_dim for e in model.text_encoders.values())
 
 
+def encode_texts(model: Classifier, batch: dict[str, torch.Tensor]) -> list:
+    return [encoder(*(batch[k] for k in model.keys.for_role(role))) for role, encoder in model.text_encoders.items()]
+
+
 def gate_and_inputs(tiny_bert, texts):
     config = make_config(tiny_bert, "multimodal_gate_fusion", "trimodal")
     model = build_model(config, Backbone.pretrained(str(tiny_bert))).eval()
     batch = collator(config, texts)(list(range(ROWS)))
     with torch.no_grad():
-        encodings = [model.text_encoders[role](*(batch[k] for k in model.keys.for_role(role))) for role in model.text_encoders]
+        encodings = encode_texts(model, batch)
         vectors = [e.pooled for e in encodings] + [model.tabular(batch["tabular"])]
     return model.fusion, encodings, vectors
 
@@ -267,7 +278,7 @@ def test_mixture_of_experts_routes_each_sample(tiny_bert, texts):
     assert len(model.fusion.experts) == 4
     batch = collator(config, texts)(list(range(ROWS)))
     with torch.no_grad():
-        text = model.text_encoders["text"](batch["input_ids"], batch["attention_mask"])
+        (text,) = encode_texts(model, batch)
         tabular = model.tabular(batch["tabular"])
         fused = torch.cat([text.pooled, tabular], dim=-1)
         routing = model.fusion.routing(fused)
@@ -291,7 +302,7 @@ def test_feature_tokens_attend_over_real_text_tokens_only(tiny_bert, texts):
     model = build_model(config, Backbone.pretrained(str(tiny_bert))).eval()
     batch = collator(config, texts)(list(range(ROWS)))
     with torch.no_grad():
-        encodings = [model.text_encoders[role](*(batch[k] for k in model.keys.for_role(role))) for role in model.text_encoders]
+        encodings = encode_texts(model, batch)
         feature_tokens = model.tabular(batch["tabular"])
         _, weights = model.fusion.attend(encodings, feature_tokens, need_weights=True)
     real = torch.cat([e.token_mask for e in encodings], dim=1).bool()
@@ -307,7 +318,8 @@ def test_feature_tokens_attend_over_real_text_tokens_only(tiny_bert, texts):
 
 
 def dropout_rates(model: nn.Module) -> set[float]:
-    rates = {round(m.p, 6) for name, m in model.named_modules() if isinstance(m, nn.Dropout) and ".bert." not in f".{name}"}
+    dropouts = [m for name, m in model.named_modules() if isinstance(m, nn.Dropout) and ".bert." not in f".{name}"]
+    rates = {round(m.p, 6) for m in dropouts}
     rates |= {round(m.dropout, 6) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     return rates
 
@@ -358,7 +370,8 @@ def test_cnn_and_lstm_start_from_the_bert_word_embeddings(tiny_bert, model_class
 
 
 def test_frozen_embeddings_leave_the_rest_of_bert_trainable(tiny_bert):
-    model = build_model(make_config(tiny_bert, "bert", is_embeddings_trainable=False), Backbone.pretrained(str(tiny_bert)))
+    config = make_config(tiny_bert, "bert", is_embeddings_trainable=False)
+    model = build_model(config, Backbone.pretrained(str(tiny_bert)))
     bert = model.text_encoders["text"].bert
     assert not any(p.requires_grad for p in bert.embeddings.parameters())
     assert all(p.requires_grad for p in bert.encoder.parameters())
@@ -423,7 +436,8 @@ def test_class_weights_weigh_the_loss(tiny_bert, texts):
 def test_trimodal_lstm_job_saves_its_embedding_matrix_and_exports(tmp_path, tiny_bert, run_main):
     frames = {}
     for seed, (split, rows) in enumerate(zip(("train", "val", "test"), (40, 12, 12))):
-        frames[split] = make_rows(rows, seed=seed, multiclass=True).assign(notes=make_rows(rows, seed=10 + seed)["review"])
+        notes = make_rows(rows, seed=10 + seed)["review"]
+        frames[split] = make_rows(rows, seed=seed, multiclass=True).assign(notes=notes)
     config = make_config(tiny_bert, "lstm", "trimodal", "multiclass", max_epochs=1, max_sen_len=16)
     base = write_job(tmp_path, config.model_dump(mode="json", exclude_defaults=True), frames=frames)
     assert run_main(base) == 0, (base / "output" / "failure").read_text()
