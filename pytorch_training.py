@@ -42,6 +42,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pandas as pd
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from contracts import ContractPaths, RunSwitches, resolve_paths
@@ -54,7 +55,7 @@ from export.onnx_export import export_verified_onnx
 from hyperparams import Config, load_config
 from models.backbone import Backbone
 from models.classifier import Classifier
-from models.registry import build_model, trainable_parameters
+from models.registry import build_model, initial_word_embeddings, trainable_parameters
 from processing.cache import TextCache
 from processing.files import read_splits
 from processing.precomputed import apply_pipeline_inputs
@@ -115,7 +116,8 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     with local_rank_zero_first(cache_dir, run_fingerprint(config, digests)):
         data = prepare_data(config, frames, tokenizer, files, TextCache(cache_dir))
 
-    model = build_model(config, backbone)
+    embeddings = initial_word_embeddings(config, backbone)  # CNN/LSTM start from it; saved with the model
+    model = build_model(config, backbone, embeddings)
     if model.tabular is not None:
         model.tabular.fit_scale(data.splits["train"].tabular)
     log.info("Model %s: %s trainable parameters", config.model_class, f"{trainable_parameters(model):,}")
@@ -131,7 +133,9 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     metrics = {}
     with others_wait_for_global_zero(trainer) as writer:
         if writer:
-            metrics = export_and_evaluate(paths, run, config, model, backbone, tokenizer, data, frames, files, trainer)
+            metrics = export_and_evaluate(
+                paths, run, config, model, backbone, embeddings, tokenizer, data, frames, files, trainer
+            )
     log.info("Done in %.0fs", run.elapsed)
     return JobRecord(model, trainer, metrics)
 
@@ -142,6 +146,7 @@ def export_and_evaluate(
     config: Config,
     model: Classifier,
     backbone: Backbone,
+    embeddings: torch.Tensor | None,
     tokenizer: PreTrainedTokenizerBase,
     data: PreparedData,
     frames: dict[str, pd.DataFrame],
@@ -162,6 +167,7 @@ def export_and_evaluate(
             tokenizer.get_vocab(),
             data.tabular.imputer.to_artifact(),
             data.tabular.risk_tables.to_artifact(),
+            embedding_matrix=embeddings,
         )
         write_model_files(staging, model, bundle, tokenizer, config)
         onnx_parity = export_verified_onnx(

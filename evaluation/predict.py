@@ -35,8 +35,7 @@ from evaluation.metrics import DEFAULT_THRESHOLD
 from evaluation.predictions import prediction_frame
 from export.onnx_export import OUTPUT_NAME
 from hyperparams import Config
-from models.backbone import Backbone
-from models.registry import build_model
+from models.registry import build_from_artifacts
 from processing.dataset import EncodedSplit
 from processing.files import file_format, read_table, write_table
 from processing.preparation import TabularEncoders, encode_texts
@@ -103,10 +102,8 @@ class SavedModel:
         return probs
 
     def _torch_model(self) -> torch.nn.Module:
-        model = build_model(self.config, Backbone.from_dict(self.artifacts["backbone_config"]))
         state = torch.load(_required(self.directory, "model.pth"), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        return model.eval()
+        return build_from_artifacts(self.artifacts, state)
 
 
 def score_file(

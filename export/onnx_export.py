@@ -55,24 +55,40 @@ def pad_chunks(batch: Mapping[str, torch.Tensor], chunks: int, tokens: int = 0) 
 
 def export_onnx(model: Classifier, sample: Mapping[str, torch.Tensor], path: Path, max_tokens: int) -> None:
     """Write ``path``. ``sample`` needs at least 2 rows, 2 chunks and 2 tokens so that no axis is
-    specialised to a constant during tracing."""
+    specialised to a constant during tracing.
+
+    Models with a recurrent layer go through the TorchScript exporter: ``torch.export`` fixes an
+    LSTM's time axis to the sample's length (pytorch/pytorch#115092), while the TorchScript
+    exporter writes an ONNX ``LSTM`` node whose time axis stays dynamic.
+    """
     graph = ProbabilityGraph(model).eval()
     args = tuple(sample[name].cpu() for name in graph.names)
-    dims = _dynamic_shapes(graph.names, max_tokens)
+    axes = _dynamic_axes(graph.names)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            graph,
-            args,
-            input_names=graph.names,
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=(dims,),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-    program.save(str(path), external_data=False)
+        if any(isinstance(m, nn.RNNBase) for m in model.modules()):
+            torch.onnx.export(
+                graph,
+                args,
+                str(path),
+                input_names=graph.names,
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={**dict(zip(graph.names, axes)), OUTPUT_NAME: {0: "batch"}},
+                dynamo=False,
+            )
+        else:
+            program = torch.onnx.export(
+                graph,
+                args,
+                input_names=graph.names,
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=(_dims(axes, max_tokens),),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+            program.save(str(path), external_data=False)
     onnx.checker.check_model(str(path))
     log.info("Exported %s in %.1fs", path.name, time.perf_counter() - started)
 
@@ -105,17 +121,23 @@ def export_verified_onnx(model: Classifier, collate, rows: int, path: Path, max_
     return check_parity(model, path, pad_chunks(collate([i % rows for i in range(5)]), chunks=sample_chunks + 1))
 
 
-def _dynamic_shapes(names: list[str], max_tokens: int) -> tuple:
-    batch = Dim("batch", min=1)
-    dims = []
-    per_role: dict[str, tuple] = {}
+def _dynamic_axes(names: list[str]) -> list[dict[int, str]]:
+    """Axis names per input: one batch axis for all, chunk and token axes per text column."""
+    axes = []
     for name in names:
         if name == "tabular":
-            dims.append({0: batch})
+            axes.append({0: "batch"})
             continue
         role = name.split("_")[0] if name.startswith(("primary_", "secondary_")) else "text"
-        if role not in per_role:
-            per_role[role] = (Dim(f"{role}_chunks", min=1), Dim(f"{role}_tokens", min=1, max=max_tokens))
-        chunks, tokens = per_role[role]
-        dims.append({0: batch, 1: chunks, 2: tokens})
-    return tuple(dims)
+        axes.append({0: "batch", 1: f"{role}_chunks", 2: f"{role}_tokens"})
+    return axes
+
+
+def _dims(axes: list[dict[int, str]], max_tokens: int) -> tuple:
+    """``torch.export`` dimensions for the named axes (token axes end at the position limit)."""
+    dims: dict[str, Dim] = {}
+    for axis_names in axes:
+        for name in axis_names.values():
+            if name not in dims:
+                dims[name] = Dim(name, min=1, max=max_tokens) if name.endswith("_tokens") else Dim(name, min=1)
+    return tuple({axis: dims[name] for axis, name in axis_names.items()} for axis_names in axes)

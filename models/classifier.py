@@ -1,5 +1,6 @@
 """The one classifier shape behind every model_class:
-text encoder(s) -> vectors; tabular encoder -> vector; fusion -> head -> class logits."""
+text encoder(s) -> encodings; tabular encoder -> vector or feature tokens (None for text-only
+models); fusion -> one vector; head -> class logits."""
 
 from __future__ import annotations
 
