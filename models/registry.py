@@ -143,11 +143,6 @@ def _fusion(
     if kind == "gate":
         return GateFusion(dims, config.hidden_common_dim)
     if kind == "mixture_of_experts":
-        if config.num_experts < 2:
-            raise ConfigError(
-                f"num_experts is {config.num_experts}, but multimodal_moe's router needs at least 2 experts to "
-                "choose between; set num_experts to 2 or more"
-            )
         return MixtureOfExpertsFusion(dims, config.hidden_common_dim, config.num_experts, dropout)
     token_dims = [e.token_dim for e in encoders]
     return CrossAttentionFusion(text_dims, token_dims, tabular.num_features, config.hidden_common_dim, dropout)

@@ -290,13 +290,6 @@ def test_mixture_of_experts_routes_each_sample(tiny_bert, texts):
     assert torch.all(mixed >= outputs.amin(dim=1) - 1e-6) and torch.all(mixed <= outputs.amax(dim=1) + 1e-6)
 
 
-def test_mixture_of_experts_needs_two_experts(tiny_bert):
-    from contracts import ConfigError
-
-    with pytest.raises(ConfigError, match="num_experts is 1.*set num_experts to 2 or more"):
-        build_model(make_config(tiny_bert, "multimodal_moe", num_experts=1), Backbone.pretrained(str(tiny_bert)))
-
-
 def test_feature_tokens_attend_over_real_text_tokens_only(tiny_bert, texts):
     config = make_config(tiny_bert, "multimodal_cross_attn", "trimodal")
     model = build_model(config, Backbone.pretrained(str(tiny_bert))).eval()
