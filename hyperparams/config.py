@@ -130,7 +130,11 @@ class Config(BaseModel):
     # --- training -------------------------------------------------------------------------------
     batch_size: PositiveInt = Field(32, description="Training batch size per device.")
     max_epochs: PositiveInt = Field(10, description="Upper bound on epochs (early stopping may end sooner).")
-    lr: float = Field(2e-5, gt=0, description="Peak learning rate.")
+    lr: float = Field(2e-5, gt=0, description="Peak learning rate (of the pretrained transformer, when head_lr is set).")
+    head_lr: float | None = Field(
+        None, gt=0,
+        description="Peak learning rate of everything not loaded pretrained (tabular encoder, fusion, head, CNN/LSTM encoders); default: lr.",
+    )
     optimizer: Literal["SGD", "Adam", "AdamW"] = Field("AdamW", description="SGD (with momentum), Adam or AdamW.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay (AdamW: not applied to biases and LayerNorm weights).")

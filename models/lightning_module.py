@@ -7,6 +7,7 @@ import torch
 import torchmetrics
 from torch import nn
 from torchmetrics import classification as tmc
+from transformers import PreTrainedModel
 
 from hyperparams import Config
 from models.classifier import Classifier
@@ -64,24 +65,32 @@ def warmup_then_linear_decay(warmup: int, total: int):
     return factor
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Biases and normalisation/embedding weights are not decayed; everything else is."""
+def parameter_groups(model: nn.Module, weight_decay: float, lr: float, head_lr: float | None = None) -> list[dict]:
+    """Optimizer groups: biases and normalisation/embedding weights are not decayed; parameters of
+    the pretrained transformer train at ``lr``, everything initialised here (tabular encoder,
+    fusion, head, CNN/LSTM encoders) at ``head_lr`` (default ``lr``)."""
     no_decay: set[int] = set()
+    pretrained: set[int] = set()
     for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            pretrained.update(id(p) for p in module.parameters())
         if isinstance(module, NO_DECAY_MODULES) or "LayerNorm" in type(module).__name__:
             no_decay.update(id(p) for p in module.parameters(recurse=False))
         for name, param in module.named_parameters(recurse=False):
             if name == "bias":
                 no_decay.add(id(param))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in trainable if id(p) not in no_decay], "weight_decay": weight_decay},
-        {"params": [p for p in trainable if id(p) in no_decay], "weight_decay": 0.0},
-    ]
+    groups = []
+    for from_pretrained, group_lr in ((True, lr), (False, head_lr or lr)):
+        for decayed in (True, False):
+            params = [p for p in trainable if (id(p) in pretrained) == from_pretrained and (id(p) not in no_decay) == decayed]
+            if params:
+                groups.append({"params": params, "lr": group_lr, "weight_decay": weight_decay if decayed else 0.0})
+    return groups
 
 
 def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.weight_decay)
+    groups = parameter_groups(model, config.weight_decay, config.lr, config.head_lr)
     if config.optimizer == "SGD":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     if config.optimizer == "Adam":

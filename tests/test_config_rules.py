@@ -165,7 +165,7 @@ def test_table_has_every_field_once_with_type_default_and_meaning():
     names = [row.split("|")[1].strip().strip("`") for row in rows]
     assert names == list(Config.model_fields)
     lr = next(row for row in rows if row.startswith("| `lr` "))
-    assert lr == "| `lr` | float > 0 | `2e-05` | Peak learning rate. |"
+    assert lr == "| `lr` | float > 0 | `2e-05` | Peak learning rate (of the pretrained transformer, when head_lr is set). |"
     optimizer = next(row for row in rows if row.startswith("| `optimizer` "))
     assert "One of: `SGD`, `Adam`, `AdamW`." in optimizer
     assert "| `id_name` | str non-empty | required |" in markdown_table()

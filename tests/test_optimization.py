@@ -34,16 +34,25 @@ def tiny_model(tiny_bert):
 
 def test_biases_and_layernorm_weights_are_not_decayed(tiny_model):
     model, _ = tiny_model
-    decayed, plain = parameter_groups(model, weight_decay=0.1)
+    groups = parameter_groups(model, weight_decay=0.1, lr=0.01)
     names = {id(p): n for n, p in model.named_parameters()}
-    decayed_names = {names[id(p)] for p in decayed["params"]}
-    plain_names = {names[id(p)] for p in plain["params"]}
-    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    decayed_names = {names[id(p)] for g in groups if g["weight_decay"] == 0.1 for p in g["params"]}
+    plain_names = {names[id(p)] for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
     assert all(not n.endswith("bias") and "LayerNorm" not in n for n in decayed_names)
     assert any(n.endswith("attention.self.query.weight") for n in decayed_names)
     assert any("LayerNorm.weight" in n for n in plain_names)
     assert any(n.endswith("query.bias") for n in plain_names)
     assert len(decayed_names) + len(plain_names) == sum(p.requires_grad for p in model.parameters())
+
+
+def test_head_lr_applies_to_everything_but_the_pretrained_transformer(tiny_model):
+    model, _ = tiny_model
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr_of = {names[id(p)]: g["lr"] for g in parameter_groups(model, 0.0, lr=1e-5, head_lr=1e-3) for p in g["params"]}
+    assert {lr for n, lr in lr_of.items() if ".bert." in n} == {1e-5}
+    assert {lr for n, lr in lr_of.items() if ".bert." not in n} == {1e-3}
+    assert any(n.startswith("head.") for n in lr_of) and any(n.startswith("tabular.") for n in lr_of)
+    assert {g["lr"] for g in parameter_groups(model, 0.0, lr=1e-5)} == {1e-5}
 
 
 @pytest.mark.parametrize(
