@@ -15,7 +15,15 @@ QUIET_WARNINGS = (
     r".*Found \d+ module\(s\) in eval mode.*",
     r".*Checkpoint directory .* exists and is not empty.*",  # it holds the text cache, and what a resume continues
     r".*resuming from a checkpoint that ended before the epoch ended.*",  # training.sampling continues the epoch
+    r".*isinstance\(treespec, LeafSpec\).*",  # Lightning 2.6 calling a torch API torch 2.13 deprecates
 )
+# Library log lines that advertise rather than inform.
+QUIET_LOG_LINES = ("Tip: For seamless cloud logging",)
+
+
+def _informative(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(text in message for text in QUIET_LOG_LINES)
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -40,7 +48,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     if not any(isinstance(h, _StdoutHandler) for h in root.handlers):
         for handler in [h for h in root.handlers if type(h) is logging.StreamHandler]:
             root.removeHandler(handler)
-        root.addHandler(_StdoutHandler())
+        handler = _StdoutHandler()
+        handler.addFilter(_informative)
+        root.addHandler(handler)
     root.setLevel(level)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers[:] = []
