@@ -20,6 +20,16 @@ REGIONS = ["north", "south", "east", "west"]
 CLASSES = ["low", "medium", "high"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB = SPECIAL + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + REGIONS + CLASSES)) + ["##s", "##ed", "!", ".", ",", "<", ">", "&"]
+# The smallest valid set of hyperparameters for config-only tests (no files behind it).
+MINIMAL_FIELDS = {
+    "id_name": "id",
+    "text_name": "text",
+    "label_name": "y",
+    "full_field_list": ["id", "text", "y", "a", "c"],
+    "tab_field_list": ["a"],
+    "cat_field_list": ["c"],
+    "tokenizer": "/models/tiny",
+}
 
 
 def build_tiny_bert(folder: Path, max_positions: int = 64) -> Path:

@@ -13,20 +13,13 @@ from hyperparams import Config, validate_config
 from hyperparams.inactive import inactive_settings
 from hyperparams.reference import END, START, markdown_table, replace_table, table_in, type_name
 from processing.tabular import RiskTableEncoder
+from synthetic import MINIMAL_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "hyperparams" / "examples"
 REFERENCE_EXAMPLES = Path(__file__).resolve().parent / "reference_examples"  # the project's reference examples, as given
 
-BASE = {
-    "id_name": "id",
-    "text_name": "text",
-    "label_name": "y",
-    "full_field_list": ["id", "text", "y", "a", "c"],
-    "tab_field_list": ["a"],
-    "cat_field_list": ["c"],
-    "tokenizer": "/models/tiny",
-}
+BASE = MINIMAL_FIELDS
 
 
 # --- SageMaker strings ------------------------------------------------------------------------

@@ -10,16 +10,9 @@ from contracts import ConfigError
 from hyperparams import validate_config
 from hyperparams.coercion import coerce_literal, coerce_text
 from hyperparams.loading import read_hyperparameters
+from synthetic import MINIMAL_FIELDS
 
-BASE = {
-    "id_name": "id",
-    "text_name": "text",
-    "label_name": "y",
-    "full_field_list": ["id", "text", "y", "a", "c"],
-    "tab_field_list": ["a"],
-    "cat_field_list": ["c"],
-    "tokenizer": "/models/tiny",
-}
+BASE = MINIMAL_FIELDS
 
 
 @pytest.mark.parametrize(
