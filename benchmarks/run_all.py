@@ -1,7 +1,9 @@
 """Run every benchmark side by side and write benchmarks/RESULTS.md (`make bench`).
 
 Each benchmark runs in its own process (so memory and thread pools start clean) and saves its
-figures as JSON; this script collects them with the machine, library versions and date.
+figures as JSON; this script collects them with the machine, library versions and date, and keeps
+the raw figures in benchmarks/results.json. ``--only`` re-runs some benchmarks and keeps the other
+results from results.json, so one disturbed figure can be measured again without the whole suite.
 
     python benchmarks/run_all.py [--only padding,onnx_latency]
 """
@@ -125,8 +127,13 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
-    chosen = [n for n in BENCHMARKS if not args.only or n in args.only.split(",")]
-    results = {}
+    only = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(only) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    chosen = [n for n in BENCHMARKS if not only or n in only]
+    raw = args.out.with_name("results.json")
+    results = json.loads(raw.read_text()) if only and raw.exists() else {}
     with tempfile.TemporaryDirectory() as folder:
         for name in chosen:
             print(f"== {name}", flush=True)
@@ -138,7 +145,8 @@ def main() -> None:
         "versions": {pkg: metadata.version(pkg) for pkg in VERSIONS},
     }
     args.out.write_text(results_markdown(results, info))
-    print(f"wrote {args.out}")
+    raw.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {args.out} and {raw.name}")
 
 
 if __name__ == "__main__":

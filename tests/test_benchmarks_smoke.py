@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -84,3 +85,23 @@ def test_run_all_writes_results(tmp_path, monkeypatch):
         "date": "2026-01-01", "machine": run_all.machine(), "versions": {"torch": "2.13.0"}})
     assert "| training_overhead | x: ratio = 1.00 | >= 0.95 | 1 s |" in markdown
     assert "GPU plan" in markdown
+
+
+def test_run_all_only_reruns_the_named_benchmarks_and_keeps_the_rest(tmp_path, monkeypatch):
+    import run_all
+
+    earlier = {name: {"figures": {"ratio": 0.5}, "headline": f"{name}: earlier", "seconds": 2.0} for name in run_all.BENCHMARKS}
+    (tmp_path / "results.json").write_text(json.dumps(earlier))
+    rerun = []
+    monkeypatch.setattr(run_all, "run_one", lambda name, script, folder: rerun.append(name) or {
+        "figures": {"ratio": 1.0}, "headline": f"{name}: again", "seconds": 1.0})
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--only", "padding", "--out", str(tmp_path / "RESULTS.md")])
+    run_all.main()
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert rerun == ["padding"]
+    assert "| padding | padding: again |" in markdown and "| text_chain | text_chain: earlier |" in markdown
+    assert json.loads((tmp_path / "results.json").read_text())["padding"]["headline"] == "padding: again"
+
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--only", "padidng", "--out", str(tmp_path / "RESULTS.md")])
+    with pytest.raises(SystemExit):
+        run_all.main()
