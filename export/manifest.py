@@ -2,9 +2,10 @@
 
 What it was trained on (each split file's path, size, SHA-256 and rows), with what (the resolved
 config and its hash, model class, parameter counts, library versions, the code's git commit),
-when (start, end, duration), how it went (best checkpoint, final metrics, ONNX parity) and the
-SHA-256 of every file beside it. ``config_sha256`` is the SHA-256 of the config as canonical JSON
-(keys sorted, no spaces, UTF-8), so equal configs have equal hashes whatever their file layout.
+when (start, end, duration), how it went (best checkpoint, the weights exported, final metrics,
+ONNX parity) and the SHA-256 of every file beside it. ``config_sha256`` is the SHA-256 of the
+config as canonical JSON (keys sorted, no spaces, UTF-8), so equal configs have equal hashes
+whatever their file layout.
 
 A ``RunRecord`` is started with the job and writes the manifest last, into the same staging
 folder as the other model files, so a manifest only ever describes files that exist.
@@ -32,6 +33,7 @@ from torch import nn
 from export.onnx_export import PARITY_TOLERANCE
 from hyperparams import Config
 from processing.cache import file_sha256
+from training.trainer import exported_checkpoint
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -149,20 +151,33 @@ def training_summary(trainer: pl.Trainer, config: Config) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best_path = getattr(checkpoint, "best_model_path", "") or ""
     best_score = getattr(checkpoint, "best_model_score", None)
-    found = _CHECKPOINT_NAME.search(Path(best_path).name)
     return {
         "epochs_completed": trainer.current_epoch,
         "global_step": trainer.global_step,
         "monitor": config.early_stop_metric,
-        "best": {
-            "checkpoint": best_path or None,
-            "epoch": int(found.group(1)) if found else None,
-            "step": int(found.group(2)) if found else None,
-            "score": float(best_score) if best_score is not None else None,
-        },
-        "exported_weights": "best checkpoint" if config.load_ckpt else "last step",
+        "best": {**checkpoint_position(best_path), "score": float(best_score) if best_score is not None else None},
+        "exported_weights": exported_weights(trainer, config),
         "precision": str(trainer.precision),
         "accelerator": type(trainer.accelerator).__name__,
         "devices": trainer.num_devices,
         "num_nodes": trainer.num_nodes,
+    }
+
+
+def exported_weights(trainer: pl.Trainer, config: Config) -> dict[str, Any]:
+    """The weights in ``model.pth``, as ``trained_model`` chose them, and why when they are not the best."""
+    path = exported_checkpoint(trainer, config)
+    if path:
+        return {"source": "best checkpoint", **checkpoint_position(path)}
+    reason = "load_ckpt is true, but no best checkpoint was saved" if config.load_ckpt else "load_ckpt is false"
+    return {"source": "last step", "step": trainer.global_step, "reason": reason}
+
+
+def checkpoint_position(path: str) -> dict[str, Any]:
+    """The checkpoint's path and its 0-based epoch and step, read from its name; None for each when absent."""
+    found = _CHECKPOINT_NAME.search(Path(path).name)
+    return {
+        "checkpoint": path or None,
+        "epoch": int(found.group(1)) if found else None,
+        "step": int(found.group(2)) if found else None,
     }
