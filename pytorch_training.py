@@ -59,7 +59,7 @@ from models.classifier import Classifier
 from models.registry import build_model, initial_word_embeddings, trainable_parameters
 from processing.cache import TextCache
 from processing.files import read_splits
-from processing.precomputed import apply_pipeline_inputs
+from processing.precomputed import apply_pipeline_inputs, pipeline_input_files
 from processing.preparation import PreparedData, prepare_data
 from processing.text.loading import check_sequence_limit, load_tokenizer
 from processing.validation import validate_splits
@@ -102,6 +102,7 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
         log.info("Ignoring command-line arguments %s; the job is configured by hyperparameters.json", argv)
     switches = RunSwitches.from_env()
     config = apply_pipeline_inputs(load_config(paths), paths.artifacts_input_dir, switches)
+    run.record_pipeline_inputs(pipeline_input_files(paths.artifacts_input_dir, switches))
     plan = plan_processes(config)
     pl.seed_everything(config.seed, workers=True, verbose=False)
 

@@ -36,6 +36,10 @@ def test_inputs_name_each_split_file_with_size_hash_and_rows(binary_job, manifes
         assert entry["rows"] == len(pd.read_csv(path)) == {"train": 96, "val": 32, "test": 32}[split]
 
 
+def test_no_model_artifacts_input_was_read(manifest):
+    assert manifest["model_artifacts_input"] == {}  # see test_precomputed for a job that reads them
+
+
 def test_config_is_the_resolved_one_with_a_canonical_hash(binary_job, manifest):
     resolved = json.loads((binary_job / "model" / "hyperparameters.json").read_text())
     assert manifest["config"] == resolved
