@@ -50,15 +50,16 @@ from contracts.failure import failure_reason, write_failure
 from evaluation.inference import predict_probabilities
 from evaluation.report import SplitResult, write_evaluation
 from export.manifest import RunRecord
-from export.model_files import artifacts_bundle, staged_directory, write_model_files
+from export.model_files import artifacts_bundle, write_model_files
 from export.onnx_export import export_verified_onnx
+from export.staging import staged_directories
 from hyperparams import Config, load_config
 from models.backbone import Backbone
 from models.classifier import Classifier
 from models.registry import build_model, initial_word_embeddings, trainable_parameters
 from processing.cache import TextCache
 from processing.files import read_splits
-from processing.precomputed import apply_pipeline_inputs
+from processing.precomputed import apply_pipeline_inputs, pipeline_input_files
 from processing.preparation import PreparedData, prepare_data
 from processing.text.loading import check_sequence_limit, load_tokenizer
 from processing.validation import validate_splits
@@ -101,6 +102,7 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
         log.info("Ignoring command-line arguments %s; the job is configured by hyperparameters.json", argv)
     switches = RunSwitches.from_env()
     config = apply_pipeline_inputs(load_config(paths), paths.artifacts_input_dir, switches)
+    run.record_pipeline_inputs(pipeline_input_files(paths.artifacts_input_dir, switches))
     plan = plan_processes(config)
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
@@ -153,13 +155,17 @@ def export_and_evaluate(
     files: dict[str, Path],
     trainer: pl.Trainer,
 ) -> dict:
-    """Global rank 0 only: model files, ONNX, and evaluation of every val and test row."""
+    """Global rank 0 only: model files, ONNX, and evaluation of every val and test row.
+
+    Both ``model/`` and the evaluation files in ``output/data`` are staged and move into place
+    together at the end, so a failure anywhere here leaves the previous run's outputs untouched.
+    """
     device = trainer.strategy.root_device
     pad_id, on_gpu = tokenizer.pad_token_id or 0, device.type == "cuda"
     loaders = {
         split: evaluation_loader(data.splits[split], config, pad_id=pad_id, on_gpu=on_gpu) for split in ("val", "test")
     }
-    with staged_directory(paths.model_dir) as staging:
+    with staged_directories(paths.model_dir, paths.output_data_dir) as (staging, data_staging):
         bundle = artifacts_bundle(
             config,
             model.input_names,
@@ -177,7 +183,7 @@ def export_and_evaluate(
             split: SplitResult(data.splits[split].labels, predict_probabilities(model, loaders[split], device), frames[split], files[split])
             for split in ("val", "test")
         }
-        metrics = write_evaluation(paths.output_data_dir, config, results, step=trainer.global_step)
+        metrics = write_evaluation(data_staging, config, results, step=trainer.global_step)
         run.write_manifest(staging, config=config, files=files, frames=frames, model=model, trainer=trainer,
                            onnx_parity=onnx_parity, metrics=metrics)
     log.info("Model in %s, evaluation in %s", paths.model_dir, paths.output_data_dir)

@@ -4,7 +4,12 @@
 ``tensorboard_eval/``: event files with every metric as a scalar and every figure as an image,
 and the figures as PNG (``roc_curve``, ``pr_curve``, ``confusion_matrix``, ``calibration``).
 
-The functions take full arrays: with several ranks, predictions are gathered first.
+The functions take every row of a split at once: global rank 0 scores the whole of val and test
+itself while the other ranks wait, so nothing is gathered across ranks.
+
+``best_f1_threshold`` (binary only) is tuned on val; when val makes F1 undefined at every threshold
+(no positive label), it is absent and the top-level ``missing`` says why, like a missing metric of
+a split.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from hyperparams import Config
 log = logging.getLogger(__name__)
 
 TUNED_METRICS = ["f1_score", "precision", "recall"]
+NOT_SPLITS = ("best_f1_threshold", "missing")  # the other top-level entries of metrics.json
 
 
 @dataclass
@@ -50,7 +56,7 @@ def write_evaluation(output_dir: Path, config: Config, results: dict[str, SplitR
         )
         write_predictions(frame, output_dir, split, result.file)
     write_tensorboard(output_dir / "tensorboard_eval", config, results, metrics, step)
-    for name, reason in ((f"{s}/{m}", r) for s in results for m, r in metrics[s].get("missing", {}).items()):
+    for name, reason in missing_metrics(metrics):
         log.warning("%s is missing: %s", name, reason)
     return metrics
 
@@ -62,7 +68,12 @@ def evaluation_metrics(config: Config, results: dict[str, SplitResult]) -> dict:
     }
     if config.is_binary and "val" in results:
         threshold = best_f1_threshold(results["val"].y_true, results["val"].probs[:, 1])
-        if threshold is not None:
+        if threshold is None:
+            report["missing"] = {
+                "best_f1_threshold": f"no val sample has the positive label {config.class_labels[1]!r}, "
+                "so F1 is undefined at every threshold"
+            }
+        else:
             tuned = {"threshold": threshold, "found_on": "val"}
             for split, r in results.items():
                 at = compute_metrics(r.y_true, r.probs, TUNED_METRICS, config.class_labels, threshold)
@@ -71,21 +82,27 @@ def evaluation_metrics(config: Config, results: dict[str, SplitResult]) -> dict:
     return report
 
 
+def missing_metrics(metrics: dict) -> Iterator[tuple[str, str]]:
+    """(name, reason) of everything in ``metrics.json`` that could not be computed."""
+    yield from metrics.get("missing", {}).items()
+    for split in (s for s in metrics if s not in NOT_SPLITS):
+        yield from ((f"{split}/{name}", reason) for name, reason in metrics[split].get("missing", {}).items())
+
+
 def metric_scalars(metrics: dict) -> Iterator[tuple[str, float]]:
     """(tag, value) for every number in ``metrics.json``: ``<split>/<metric>``,
     ``<split>/<metric>/<class>`` and ``best_f1_threshold/...``."""
-    for split, values in metrics.items():
-        if split == "best_f1_threshold":
-            yield "best_f1_threshold/threshold", values["threshold"]
-            for tuned_split, tuned in values.items():
-                if isinstance(tuned, dict):
-                    yield from ((f"best_f1_threshold/{tuned_split}/{m}", tuned[m]) for m in TUNED_METRICS if m in tuned)
-            continue
+    for split, values in ((s, v) for s, v in metrics.items() if s not in NOT_SPLITS):
         for name, value in values.items():
             if isinstance(value, float) and name != "threshold":
                 yield f"{split}/{name}", value
         for name, classes in values.get("per_class", {}).items():
             yield from ((f"{split}/{name}/{label}", v) for label, v in classes.items() if v is not None)
+    if tuned := metrics.get("best_f1_threshold"):
+        yield "best_f1_threshold/threshold", tuned["threshold"]
+        for split, at in tuned.items():
+            if isinstance(at, dict):
+                yield from ((f"best_f1_threshold/{split}/{m}", at[m]) for m in TUNED_METRICS if m in at)
 
 
 def prediction_tensors(results: dict[str, SplitResult]) -> dict:

@@ -1,10 +1,12 @@
 """``model/manifest.json``: where a model came from, so any model can be traced to its data and code.
 
-What it was trained on (each split file's path, size, SHA-256 and rows), with what (the resolved
-config and its hash, model class, parameter counts, library versions, the code's git commit),
-when (start, end, duration), how it went (best checkpoint, final metrics, ONNX parity) and the
-SHA-256 of every file beside it. ``config_sha256`` is the SHA-256 of the config as canonical JSON
-(keys sorted, no spaces, UTF-8), so equal configs have equal hashes whatever their file layout.
+What it was trained on (each split file's path, size, SHA-256 and rows, and the upstream step's
+``model_artifacts_input`` files the job read: precomputed imputation, risk tables, feature
+selection), with what (the resolved config and its hash, model class, parameter counts, library
+versions, the code's git commit), when (start, end, duration), how it went (best checkpoint, the
+weights exported, final metrics, ONNX parity) and the SHA-256 of every file beside it.
+``config_sha256`` is the SHA-256 of the config as canonical JSON (keys sorted, no spaces, UTF-8),
+so equal configs have equal hashes whatever their file layout.
 
 A ``RunRecord`` is started with the job and writes the manifest last, into the same staging
 folder as the other model files, so a manifest only ever describes files that exist.
@@ -18,7 +20,7 @@ import platform
 import re
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -32,6 +34,7 @@ from torch import nn
 from export.onnx_export import PARITY_TOLERANCE
 from hyperparams import Config
 from processing.cache import file_sha256
+from training.trainer import exported_checkpoint
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -48,7 +51,13 @@ class RunRecord:
     """Facts about one job, collected as it runs."""
 
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    pipeline_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     _clock: float = field(default_factory=time.perf_counter, repr=False)
+
+    def record_pipeline_inputs(self, files: Iterable[Path]) -> None:
+        """Hash the ``model_artifacts_input`` files just after the job read them, so the manifest
+        describes what was used even if the channel changes while the job trains."""
+        self.pipeline_inputs = {path.name: file_entry(path) for path in files}
 
     @property
     def elapsed(self) -> float:
@@ -71,7 +80,8 @@ class RunRecord:
         ended = datetime.now(timezone.utc)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
-            "inputs": {split: input_file(path, len(frames[split])) for split, path in files.items()},
+            "inputs": {split: {**file_entry(path), "rows": len(frames[split])} for split, path in files.items()},
+            "model_artifacts_input": self.pipeline_inputs,
             "config": config_json,
             "config_sha256": config_sha256(config_json),
             "model": {
@@ -104,8 +114,8 @@ class RunRecord:
         return path
 
 
-def input_file(path: Path, rows: int) -> dict[str, Any]:
-    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": file_sha256(path), "rows": rows}
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def config_sha256(config_json: Mapping[str, Any]) -> str:
@@ -149,20 +159,33 @@ def training_summary(trainer: pl.Trainer, config: Config) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best_path = getattr(checkpoint, "best_model_path", "") or ""
     best_score = getattr(checkpoint, "best_model_score", None)
-    found = _CHECKPOINT_NAME.search(Path(best_path).name)
     return {
         "epochs_completed": trainer.current_epoch,
         "global_step": trainer.global_step,
         "monitor": config.early_stop_metric,
-        "best": {
-            "checkpoint": best_path or None,
-            "epoch": int(found.group(1)) if found else None,
-            "step": int(found.group(2)) if found else None,
-            "score": float(best_score) if best_score is not None else None,
-        },
-        "exported_weights": "best checkpoint" if config.load_ckpt else "last step",
+        "best": {**checkpoint_position(best_path), "score": float(best_score) if best_score is not None else None},
+        "exported_weights": exported_weights(trainer, config),
         "precision": str(trainer.precision),
         "accelerator": type(trainer.accelerator).__name__,
         "devices": trainer.num_devices,
         "num_nodes": trainer.num_nodes,
+    }
+
+
+def exported_weights(trainer: pl.Trainer, config: Config) -> dict[str, Any]:
+    """The weights in ``model.pth``, as ``trained_model`` chose them, and why when they are not the best."""
+    path = exported_checkpoint(trainer, config)
+    if path:
+        return {"source": "best checkpoint", **checkpoint_position(path)}
+    reason = "load_ckpt is true, but no best checkpoint was saved" if config.load_ckpt else "load_ckpt is false"
+    return {"source": "last step", "step": trainer.global_step, "reason": reason}
+
+
+def checkpoint_position(path: str) -> dict[str, Any]:
+    """The checkpoint's path and its 0-based epoch and step, read from its name; None for each when absent."""
+    found = _CHECKPOINT_NAME.search(Path(path).name)
+    return {
+        "checkpoint": path or None,
+        "epoch": int(found.group(1)) if found else None,
+        "step": int(found.group(2)) if found else None,
     }

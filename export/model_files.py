@@ -1,4 +1,4 @@
-"""The files in ``model/`` besides the ONNX graph, and the staging that keeps ``model/`` whole.
+"""The files in ``model/`` besides the ONNX graph and the manifest.
 
 - ``model.pth``: the classifier's state dict.
 - ``model_artifacts.pth``: what an inference process needs to rebuild the classifier from
@@ -10,42 +10,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import pickle
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from hyperparams import Config
-
-
-@contextlib.contextmanager
-def staged_directory(final_dir: Path) -> Iterator[Path]:
-    """Write into a sibling staging folder; move every file into ``final_dir`` only on success.
-
-    On any error the staging folder is removed, so ``final_dir`` never holds a partial set of
-    this run's artifacts.
-    """
-    staging = final_dir.parent / f".{final_dir.name}-staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    final_dir.mkdir(parents=True, exist_ok=True)
-    for item in sorted(staging.iterdir()):
-        target = final_dir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    staging.rmdir()
 
 
 def artifacts_bundle(

@@ -122,6 +122,16 @@ def apply_pipeline_inputs(config: Config, directory: Path, switches: RunSwitches
     return config.model_copy(update=given)
 
 
+def pipeline_input_files(directory: Path, switches: RunSwitches) -> list[Path]:
+    """The files of ``directory`` that ``apply_pipeline_inputs`` reads under ``switches``, for the lineage."""
+    read = [directory / SELECTED_FEATURES]
+    if switches.use_precomputed_imputation:
+        read.append(find_artifact(directory, IMPUTATION))
+    if switches.use_precomputed_risk_tables:
+        read.append(find_artifact(directory, RISK_TABLES))
+    return [path for path in read if path is not None and path.is_file()]
+
+
 def restrict_to_selection(config: Config, selected: list[str], path: Path) -> Config:
     """Keep only the selected tabular fields; text, id and label columns are never dropped."""
     keep = set(selected)

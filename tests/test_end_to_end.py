@@ -13,6 +13,8 @@ import torch
 from conftest import run_script
 from synthetic import hyperparameters, write_job
 
+from export.staging import WORK_PREFIX
+
 MODEL_FILES = [
     "model.pth",
     "model_artifacts.pth",
@@ -41,7 +43,7 @@ def test_writes_every_model_artifact(finished_job):
     base, _ = finished_job
     present = {p.name for p in (base / "model").iterdir()}
     assert set(MODEL_FILES) <= present
-    assert not list(base.glob(".model-staging-*")), "staging folder left behind"
+    assert not list(base.rglob(f"{WORK_PREFIX}*")), "staging folder left behind"
     assert not (base / "output" / "failure").exists()
 
 

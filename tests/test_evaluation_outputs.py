@@ -108,7 +108,7 @@ def test_multiclass_metrics_json_has_macro_and_per_class_values(multiclass):
     predictions = pd.read_parquet(out / "test_predictions.parquet")
     assert predictions["label"].tolist() == [MULTICLASS[i] for i in results["test"].y_true]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "best_f1_threshold" not in metrics
+    assert "best_f1_threshold" not in metrics and "missing" not in metrics  # binary only: not applicable
     test = results["test"]
     onehot = label_binarize(test.y_true, classes=[0, 1, 2])
     assert metrics["test"]["auroc"] == pytest.approx(skm.roc_auc_score(test.y_true, test.probs, multi_class="ovr"))
@@ -156,7 +156,7 @@ def test_tensorboard_events_hold_every_metric_and_figure(kind, request):
         assert pixels.shape[0] > 300 and pixels.shape[1] > 400
 
 
-def test_degenerate_splits_still_give_every_file(tmp_path):
+def test_degenerate_splits_still_give_every_file(tmp_path, caplog):
     """One class in val, a single test row: metrics go missing with reasons, nothing crashes."""
     def result(y, probs):
         frame = pd.DataFrame({"uid": [f"{i:06d}" for i in range(len(y))], "label": y})
@@ -166,6 +166,10 @@ def test_degenerate_splits_still_give_every_file(tmp_path):
     metrics = write_evaluation(tmp_path / "out", Config(**BASE), results)
     assert "auroc" not in metrics["val"] and "only class 0" in metrics["val"]["missing"]["auroc"]
     assert "best_f1_threshold" not in metrics  # F1 is undefined on a val split without positives
+    reason = metrics["missing"]["best_f1_threshold"]
+    assert reason == "no val sample has the positive label 1, so F1 is undefined at every threshold"
+    assert f"best_f1_threshold is missing: {reason}" in caplog.text
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["missing"] == metrics["missing"]
     assert metrics["test"]["accuracy"] == 1.0
     for name in FIGURES:
         assert (tmp_path / "out" / "tensorboard_eval" / f"{name}.png").stat().st_size > 1000

@@ -1,12 +1,18 @@
-"""Bad input through the real entry script: a failure file that says what to change, exit 1,
-and nothing in model/."""
+"""Bad input and late failures through the real entry script: a failure file that says what to
+change, exit 1, and nothing of the failed run in model/ or output/data."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import pytest
+from conftest import run_job_in_process
 from synthetic import hyperparameters, make_rows, write_job
+
+from export.staging import WORK_PREFIX
 
 
 def failure_reason(base) -> str:
@@ -20,7 +26,7 @@ def assert_failed_cleanly(base, status: int, *fragments: str) -> None:
     for fragment in fragments:
         assert fragment in reason, reason
     assert not (base / "model").exists() or not any((base / "model").iterdir())
-    assert not list(base.glob(".model-staging-*"))
+    assert not list(base.rglob(f"{WORK_PREFIX}*"))
 
 
 def test_bad_hyperparameter(tmp_path, tiny_bert, run_main):
@@ -72,3 +78,64 @@ def test_previous_model_survives_a_failed_run(tmp_path, tiny_bert, run_main):
     config.write_text(json.dumps(hyperparameters(tiny_bert, batch_size=0)))
     assert run_main(base) == 1
     assert (base / "model" / "model.pth").read_bytes() == before
+
+
+def job_outputs(base: Path) -> dict[str, tuple[bytes, int]]:
+    """Content and modification time of every file a run writes at its end: model/ and output/data/
+    except the training curves. The time tells a rewrite with equal content (a resumed run's) apart."""
+    folders = [base / "model", base / "output" / "data"]
+    return {
+        str(p.relative_to(base)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "tensorboard_train" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_job(tmp_path_factory, tiny_bert) -> Path:
+    base = write_job(tmp_path_factory.mktemp("finished"), hyperparameters(tiny_bert, max_epochs=1), rows=(40, 12, 12))
+    assert run_job_in_process(base) == 0, (base / "output" / "failure").read_text()
+    return base
+
+
+def fail(*_args, **_kwargs):
+    raise RuntimeError("simulated late failure")
+
+
+def fail_moving_metrics(real_replace):
+    """os.replace that fails to move the staged metrics.json into output/data, after model/ has moved into place."""
+    def replace(source, target):
+        if Path(source).parent.name == "new" and Path(target).parts[-2:] == ("data", "metrics.json"):
+            raise OSError("simulated late failure")
+        return real_replace(source, target)
+    return replace
+
+
+LATE_FAILURES = {  # in the order the job reaches them, all after training
+    "onnx parity": lambda patch: patch.setattr("export.onnx_export.PARITY_TOLERANCE", -1.0),
+    "evaluation": lambda patch: patch.setattr("evaluation.report.write_tensorboard", fail),  # metrics.json is written
+    "moving into place": lambda patch: patch.setattr("export.staging.os.replace", fail_moving_metrics(os.replace)),
+}
+
+
+@pytest.mark.parametrize("where", LATE_FAILURES)
+def test_late_failure_leaves_the_previous_outputs_as_they_were(where, finished_job, tmp_path, run_main, monkeypatch):
+    """The rerun resumes the finished checkpoint, so it fails in export or evaluation, not in training."""
+    base = shutil.copytree(finished_job, tmp_path / "job")
+    before = job_outputs(base)
+    assert {"model/model.pth", "model/manifest.json", "output/data/metrics.json"} <= set(before)
+    LATE_FAILURES[where](monkeypatch)
+    assert run_main(base) == 1
+    reason = failure_reason(base)
+    assert ("disagrees with PyTorch" if where == "onnx parity" else "simulated late failure") in reason, reason
+    assert job_outputs(base) == before
+    assert not list(base.rglob(f"{WORK_PREFIX}*"))
+
+
+def test_late_failure_of_a_first_run_leaves_no_model_and_no_evaluation(tmp_path, tiny_bert, run_main, monkeypatch):
+    base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1), rows=(40, 12, 12))
+    LATE_FAILURES["evaluation"](monkeypatch)
+    assert_failed_cleanly(base, run_main(base), "simulated late failure")
+    assert job_outputs(base) == {}
+    assert (base / "output" / "data" / "tensorboard_train").is_dir()  # the curves of the failed run stay

@@ -6,13 +6,14 @@ import hashlib
 import json
 import subprocess
 from datetime import datetime
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
 
-from export.manifest import config_sha256
+from export.manifest import config_sha256, training_summary
 from hyperparams import Config
 
 
@@ -33,6 +34,10 @@ def test_inputs_name_each_split_file_with_size_hash_and_rows(binary_job, manifes
         assert entry["bytes"] == len(path.read_bytes())
         assert entry["sha256"] == sha256(path)
         assert entry["rows"] == len(pd.read_csv(path)) == {"train": 96, "val": 32, "test": 32}[split]
+
+
+def test_no_model_artifacts_input_was_read(manifest):
+    assert manifest["model_artifacts_input"] == {}  # see test_precomputed for a job that reads them
 
 
 def test_config_is_the_resolved_one_with_a_canonical_hash(binary_job, manifest):
@@ -92,6 +97,7 @@ def test_timing_training_metrics_and_onnx_parity(binary_job, manifest):
     assert (binary_job / "checkpoints" / f"epoch={best['epoch']}-step={best['step']}.ckpt").is_file()
     assert best["checkpoint"].endswith(f"epoch={best['epoch']}-step={best['step']}.ckpt")
     assert training["monitor"] == "val/loss" and best["score"] > 0
+    assert training["exported_weights"] == {"source": "last step", "step": 12, "reason": "load_ckpt is false"}
 
     assert manifest["metrics"] == json.loads((binary_job / "output" / "data" / "metrics.json").read_text())
     parity = manifest["onnx_parity"]
@@ -105,3 +111,28 @@ def test_artifacts_list_every_other_model_file_with_its_hash(binary_job, manifes
     for name in ("model.onnx", "model.pth", "hyperparameters.json"):
         assert manifest["artifacts"][name]["sha256"] == sha256(model_dir / name)
         assert manifest["artifacts"][name]["bytes"] == (model_dir / name).stat().st_size
+
+
+def stub_trainer(best_path: str) -> SimpleNamespace:
+    """What training_summary reads of a Trainer after fit."""
+    checkpoint = SimpleNamespace(best_model_path=best_path, best_model_score=None)
+    return SimpleNamespace(checkpoint_callback=checkpoint, current_epoch=3, global_step=30, precision="32-true",
+                           accelerator=object(), num_devices=1, num_nodes=1)
+
+
+BEST = "/opt/ml/checkpoints/epoch=1-step=20.ckpt"
+NO_BEST = "load_ckpt is true, but no best checkpoint was saved"
+
+
+@pytest.mark.parametrize(
+    "load_ckpt, best_path, expected",
+    [
+        (True, BEST, {"source": "best checkpoint", "checkpoint": BEST, "epoch": 1, "step": 20}),
+        (True, "", {"source": "last step", "step": 30, "reason": NO_BEST}),
+        (False, BEST, {"source": "last step", "step": 30, "reason": "load_ckpt is false"}),
+    ],
+)
+def test_exported_weights_are_those_trained_model_chose(load_ckpt, best_path, expected):
+    config = Config(id_name="uid", text_name="review", label_name="label", full_field_list=["uid", "review", "label"],
+                    model_class="bert", load_ckpt=load_ckpt)
+    assert training_summary(stub_trainer(best_path), config)["exported_weights"] == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from synthetic import hyperparameters, make_rows, write_job
 
 from contracts import ConfigError, DataError, RunSwitches
 from hyperparams import validate_config
-from processing.precomputed import GivenRiskTables, apply_pipeline_inputs, load_plain_pickle
+from processing.precomputed import GivenRiskTables, apply_pipeline_inputs, load_plain_pickle, pipeline_input_files
 from processing.preparation import prepare_data
 
 # As the upstream imputation and risk-table steps write them.
@@ -118,6 +119,16 @@ def test_artifacts_are_ignored_while_the_flags_are_false(tmp_path, tiny_bert, ca
     with caplog.at_level(logging.INFO):
         assert apply_pipeline_inputs(config, folder, NEITHER) == config
     assert "USE_PRECOMPUTED_IMPUTATION is false; fitting on train instead" in caplog.text
+
+
+def test_the_files_read_are_the_selection_and_the_flagged_artifacts(tmp_path):
+    folder = artifacts_dir(tmp_path, impute_dict_json=IMPUTE, impute_dict_pkl=IMPUTE, risk_table_map_pkl=TABLES,
+                           selected_features_json=["score"])
+    assert [p.name for p in pipeline_input_files(folder, BOTH)] == [
+        "selected_features.json", "impute_dict.json", "risk_table_map.pkl"
+    ]
+    assert [p.name for p in pipeline_input_files(folder, NEITHER)] == ["selected_features.json"]
+    assert pipeline_input_files(tmp_path / "absent", BOTH) == []
 
 
 def test_flag_and_hyperparameter_for_the_same_artifact_conflict(tmp_path, tiny_bert):
@@ -230,3 +241,10 @@ def test_job_on_upstream_encoded_splits_uses_and_saves_the_upstream_artifacts(tm
     assert (resolved["tab_field_list"], resolved["cat_field_list"]) == (["score"], ["region"])
     bundle = torch.load(model / "model_artifacts.pth", weights_only=True)
     assert bundle["tabular_feature_names"] == ["score", "region__risk"]
+    lineage = json.loads((model / "manifest.json").read_text())["model_artifacts_input"]
+    folder = base / "input" / "data" / "model_artifacts_input"
+    assert sorted(lineage) == ["impute_dict.json", "risk_table_map.pkl", "selected_features.json"]
+    for name, entry in lineage.items():
+        content = (folder / name).read_bytes()
+        assert entry == {"path": str((folder / name).resolve()), "bytes": len(content),
+                         "sha256": hashlib.sha256(content).hexdigest()}

@@ -146,6 +146,12 @@ def fit(
     trainer.strategy.barrier("training finished")
 
 
+def exported_checkpoint(trainer: pl.Trainer, config: Config) -> str:
+    """The checkpoint whose weights ``trained_model`` returns: the best one under ``load_ckpt`` when
+    one was saved; "" for the last step's weights. The manifest reports the same choice from it."""
+    return trainer.checkpoint_callback.best_model_path if config.load_ckpt else ""
+
+
 def trained_model(
     trainer: pl.Trainer, module: ClassifierModule, config: Config, backbone: Backbone
 ) -> Classifier | None:
@@ -155,7 +161,7 @@ def trained_model(
     last step's. Under FSDP the weights are gathered from every rank into a new, unsharded
     classifier, so this must be called on every rank.
     """
-    best = trainer.checkpoint_callback.best_model_path if config.load_ckpt else ""
+    best = exported_checkpoint(trainer, config)
     if config.load_ckpt and not best:
         log.warning("load_ckpt: no best checkpoint was saved; exporting the last weights")
     sharded = isinstance(module.model, FSDPModule)

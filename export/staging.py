@@ -1,0 +1,70 @@
+"""Stage a job's outputs and move them into place together, so a failed job leaves no partial set.
+
+Each final folder gets a hidden work folder inside it (``.staging-<id>/``), so every move is a
+rename within one filesystem: ``model/`` and ``output/data/`` are often separate mounts (SageMaker
+local mode, docker-compose), where a rename from a sibling folder would fail. The job writes into
+the staging folders; at the end each staged entry replaces the entry of the same name in its final
+folder, and the replaced one is parked in the work folder until every folder is done. An error
+while moving puts every moved entry back, so the final folders hold either the previous outputs or
+this run's, never a mix; only a process killed during those few renames can leave one. Entries the
+run does not write (``tensorboard_train/`` beside the evaluation files) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+WORK_PREFIX = ".staging-"
+
+
+@contextlib.contextmanager
+def staged_directories(*final_dirs: Path) -> Iterator[tuple[Path, ...]]:
+    """One staging folder per final folder; all move into place when the block succeeds, none when it fails."""
+    for final_dir in final_dirs:  # all before any new work folder, in case two final folders are one
+        _remove_leftovers(final_dir)
+    works = [_work_folder(final_dir) for final_dir in final_dirs]
+    try:
+        yield tuple(work / "new" for work in works)
+        _commit(list(zip(works, final_dirs)))
+    finally:
+        for work in works:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_leftovers(final_dir: Path) -> None:
+    """Work folders of a job that was killed while staging."""
+    for stale in final_dir.glob(f"{WORK_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _work_folder(final_dir: Path) -> Path:
+    work = final_dir / f"{WORK_PREFIX}{uuid.uuid4().hex[:8]}"
+    (work / "new").mkdir(parents=True)
+    (work / "replaced").mkdir()
+    return work
+
+
+def _commit(pairs: list[tuple[Path, Path]]) -> None:
+    """Move every staged entry into place, parking what it replaces; on any error undo every move."""
+    moves: list[tuple[Path, Path]] = []
+    try:
+        for work, final_dir in pairs:
+            for item in sorted((work / "new").iterdir()):
+                target = final_dir / item.name
+                if target.exists() or target.is_symlink():
+                    _rename(target, work / "replaced" / item.name, moves)
+                _rename(item, target, moves)
+    except BaseException:
+        for source, target in reversed(moves):
+            os.replace(target, source)
+        raise
+
+
+def _rename(source: Path, target: Path, moves: list[tuple[Path, Path]]) -> None:
+    os.replace(source, target)
+    moves.append((source, target))

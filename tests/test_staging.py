@@ -1,0 +1,85 @@
+"""staged_directories: outputs of a run move into place together, or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from export.staging import WORK_PREFIX, staged_directories
+
+
+def contents(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def previous(tmp_path) -> tuple[Path, Path]:
+    """A model folder and a data folder as a previous run left them."""
+    model, data = tmp_path / "model", tmp_path / "output" / "data"
+    (data / "tensorboard_eval").mkdir(parents=True)
+    (data / "tensorboard_train").mkdir()
+    model.mkdir()
+    for path, text in {
+        model / "model.pth": "old weights", model / "manifest.json": "old manifest",
+        data / "metrics.json": "old metrics", data / "tensorboard_eval" / "events.old": "old events",
+        data / "tensorboard_train" / "events.train": "training curves",
+    }.items():
+        path.write_text(text)
+    return model, data
+
+
+def stage_new_run(model_stage: Path, data_stage: Path) -> None:
+    (model_stage / "model.pth").write_text("new weights")
+    (model_stage / "manifest.json").write_text("new manifest")
+    (data_stage / "metrics.json").write_text("new metrics")
+    (data_stage / "tensorboard_eval").mkdir()
+    (data_stage / "tensorboard_eval" / "events.new").write_text("new events")
+
+
+def test_a_finished_block_replaces_what_it_wrote_and_keeps_the_rest(previous):
+    model, data = previous
+    with staged_directories(model, data) as (model_stage, data_stage):
+        assert model_stage.parent.parent == model and data_stage.parent.parent == data  # same filesystem
+        stage_new_run(model_stage, data_stage)
+    assert contents(model) == {"manifest.json": "new manifest", "model.pth": "new weights"}
+    assert contents(data) == {
+        "metrics.json": "new metrics", "tensorboard_eval/events.new": "new events",
+        "tensorboard_train/events.train": "training curves",
+    }
+
+
+def test_a_failed_block_changes_nothing(previous):
+    model, data = previous
+    before = contents(model), contents(data)
+    with pytest.raises(RuntimeError, match="export failed"), staged_directories(model, data) as stages:
+        stage_new_run(*stages)
+        raise RuntimeError("export failed")
+    assert (contents(model), contents(data)) == before
+    assert not list(model.parent.rglob(f"{WORK_PREFIX}*"))
+
+
+def test_a_failure_while_moving_into_place_puts_every_moved_entry_back(previous, monkeypatch):
+    model, data = previous
+    before = contents(model), contents(data)
+    real_replace = os.replace
+
+    def replace(source, target):
+        if Path(source).parent.name == "new" and Path(target) == data / "tensorboard_eval":  # model/ has moved
+            raise OSError("disk full")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="disk full"), staged_directories(model, data) as stages:
+        stage_new_run(*stages)
+    assert (contents(model), contents(data)) == before
+    assert not list(model.parent.rglob(f"{WORK_PREFIX}*"))
+
+
+def test_a_first_run_creates_the_folders_and_a_killed_runs_leftovers_are_removed(tmp_path):
+    model = tmp_path / "model"
+    (model / f"{WORK_PREFIX}dead0000" / "new").mkdir(parents=True)
+    with staged_directories(model) as (stage,):
+        (stage / "model.pth").write_text("weights")
+    assert [p.name for p in model.iterdir()] == ["model.pth"]
