@@ -10,8 +10,12 @@ cache may exist afterwards.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from synthetic import hyperparameters, make_rows, write_job
 from test_failures import assert_failed_cleanly
@@ -160,7 +164,7 @@ def test_bad_configuration_stops_before_anything_is_loaded(tmp_path, run_main, c
 
 
 def test_there_are_at_least_thirty_distinct_cases():
-    messages = [tuple(case[-1]) for case in [*CONFIG_CASES.values(), *DATA_CASES.values()]]
+    messages = [tuple(f) for _, f in CONFIG_CASES.values()] + [tuple(c.fragments) for c in DATA_CASES.values()]
     assert len(set(messages)) == len(messages) >= 30
 
 
@@ -207,109 +211,157 @@ def test_tokenizer_that_cannot_load(tmp_path, run_main):
 # --- data files -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DataCase:
+    """Bad input data: a change to the frames before they are written and/or damage to the files
+    under input/data afterwards, with the fragments the failure's first line must contain."""
+
+    fragments: list[str]
+    frames: Callable[[dict[str, pd.DataFrame]], None] | None = None
+    files: Callable[[Path], None] | None = None
+    hparams: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    fmt: str = "csv"
+
+
+MULTICLASS = {"is_binary": False, "num_classes": 3, "multiclass_categories": ["low", "medium", "high"]}
+
+
 def _frames(multiclass: bool = False):
     return {s: make_rows(n, i, multiclass) for i, (s, n) in enumerate((("train", 40), ("val", 16), ("test", 16)))}
 
 
-def _drop_column(frames):
-    frames["val"] = frames["val"].drop(columns=["score"])
+def _set(split: str, column: str, values: dict):
+    """Cells (row -> value) of one split; the column holds objects first unless every value is a float."""
+
+    def change(frames):
+        frame = frames[split]
+        if not all(isinstance(v, float) for v in values.values()):
+            frame[column] = frame[column].astype(object)
+        for row, value in values.items():
+            frame.loc[row, column] = value
+
+    return change
 
 
-def _rename_text_column(frames):
-    for split in frames:
-        frames[split] = frames[split].rename(columns={"review": "Review"})
+def _rename(old: str, new: str, *splits: str):
+    """A column renamed in the given splits (default: all)."""
+
+    def change(frames):
+        for split in splits or list(frames):
+            frames[split] = frames[split].rename(columns={old: new})
+
+    return change
 
 
-def _unknown_label(frames):
-    frames["test"].loc[[3, 7, 9], "label"] = 7
+def _fill(column: str, value, *splits: str):
+    """A whole column set to one value in the given splits (default: all)."""
+
+    def change(frames):
+        for split in splits or list(frames):
+            frames[split][column] = value
+
+    return change
 
 
-def _missing_label(frames):
-    frames["train"]["label"] = frames["train"]["label"].astype(float)
-    frames["train"].loc[[1, 2], "label"] = np.nan
+def _drop(split: str, column: str):
+    def change(frames):
+        frames[split] = frames[split].drop(columns=[column])
+
+    return change
 
 
-def _text_in_numeric_column(frames):
-    frames["test"]["count"] = frames["test"]["count"].astype(object)
-    frames["test"].loc[14, "count"] = "twelve"
+def _no_rows(split: str):
+    def change(frames):
+        frames[split] = frames[split].iloc[:0]
+
+    return change
 
 
-def _header_only(frames):
-    frames["val"] = frames["val"].iloc[:0]
+def _resave(split: str, suffix: str = "csv", **to_csv):
+    """The split's file written again as CSV with other settings (separator, encoding)."""
 
+    def damage(data: Path):
+        path = data / split / f"{split}.{suffix}"
+        frame = pd.read_csv(path, sep="\t" if suffix == "tsv" else ",")
+        frame.to_csv(path, index=False, errors="replace", **to_csv)  # characters the encoding lacks become "?"
 
-def _single_class(frames):
-    frames["train"]["label"] = 1
-
-
-def _empty_numeric_column(frames):
-    frames["train"]["count"] = np.nan
-
-
-def _unknown_multiclass_label(frames):
-    frames["val"].loc[2, "label"] = "urgent"
+    return damage
 
 
 DATA_CASES = {
-    # name: (change to the frames, hyperparameter changes, fragments)
-    "column missing in one split": (
-        _drop_column, {}, ["The val file", "lacks 1 configured column(s): 'score' (tab_field_list)", "Its columns are ['uid'"],
+    # --- columns
+    "column missing in one split": DataCase(
+        ["The val file", "lacks 1 configured column(s): 'score' (tab_field_list)", "Its columns are ['uid'"],
+        frames=_drop("val", "score"),
     ),
-    "misspelt column": (_rename_text_column, {}, ["'review' (text_name, did you mean 'Review'?)", "Fix the column names"]),
-    "unknown label": (_unknown_label, {}, ["The test file has label values", "'7' (3 rows)", "expected one of [0, 1]"]),
-    "missing label": (_missing_label, {}, ["The train file has label values", "missing (2 rows)"]),
-    "text in a numeric column": (
-        _text_in_numeric_column, {}, ["Column 'count' in the test file must be numeric", "'twelve'", "clean them"],
+    "misspelt column": DataCase(
+        ["'review' (text_name, did you mean 'Review'?)", "Fix the column names"],
+        frames=_rename("review", "Review"),
     ),
-    "split with no rows": (_header_only, {}, ["The val file", "has a header but no rows"]),
-    "one class in train": (_single_class, {}, ["has only one class (1)", "add rows of another class"]),
-    "numeric column without values": (_empty_numeric_column, {}, ["Numeric column(s) ['count'] have no values in the train file"]),
-    "unknown multiclass label": (
-        _unknown_multiclass_label,
-        {"is_binary": False, "num_classes": 3, "multiclass_categories": ["low", "medium", "high"]},
+    "split with no rows": DataCase(["The val file", "has a header but no rows"], frames=_no_rows("val")),
+    # --- labels
+    "unknown label": DataCase(
+        ["The test file has label values", "'7' (3 rows)", "expected one of [0, 1]", "or clean the labels"],
+        frames=_set("test", "label", dict.fromkeys([3, 7, 9], 7)),
+    ),
+    "missing label": DataCase(
+        ["The train file has label values", "missing (2 rows)"],
+        frames=_set("train", "label", {1: np.nan, 2: np.nan}),
+    ),
+    "unknown multiclass label": DataCase(
         ["The val file has label values", "'urgent' (1 rows)", "set multiclass_categories/num_classes to match"],
+        frames=_set("val", "label", {2: "urgent"}), hparams=MULTICLASS,
+    ),
+    "one class in train": DataCase(
+        ["has only one class (1)", "add rows of another class"], frames=_fill("label", 1, "train"),
+    ),
+    # --- values
+    "text in a numeric column": DataCase(
+        ["Column 'count' in the test file must be numeric (it is in tab_field_list)", "'twelve'", "clean them"],
+        frames=_set("test", "count", {14: "twelve"}),
+    ),
+    "numeric column without values": DataCase(
+        ["Numeric column(s) ['count'] have no values in the train file"],
+        frames=_fill("count", np.nan, "train"),
+    ),
+    # --- files
+    "empty file": DataCase(["train.csv is empty"], files=lambda d: (d / "train" / "train.csv").write_text("")),
+    "no file": DataCase(
+        ["No .csv, .tsv or .parquet file in the test folder", "set test_filename"],
+        files=lambda d: (d / "test" / "test.csv").unlink(),
+    ),
+    "wrong extension": DataCase(
+        ["No .csv, .tsv or .parquet file in the val folder", "val.txt"],
+        files=lambda d: (d / "val" / "val.csv").rename(d / "val" / "val.txt"),
+    ),
+    "configured file name not found": DataCase(
+        ["train_filename is 'training.csv'", "holds only ['train.csv']", "fix the name"],
+        hparams={"train_filename": "training.csv"},
+    ),
+    "malformed csv": DataCase(
+        ["train.csv could not be read as CSV"],
+        files=lambda d: (d / "train" / "train.csv").write_bytes(b'uid,review\n"unterminated'),
+    ),
+    "corrupt parquet": DataCase(
+        ["val.parquet could not be read as PARQUET"], fmt="parquet",
+        files=lambda d: (d / "val" / "val.parquet").write_bytes(b"PAR1 not really parquet"),
+    ),
+    "tsv written with commas": DataCase(
+        ["The train file", "lacks 6 configured column(s)", "Its columns are ['uid,review,score"],
+        fmt="tsv", files=_resave("train", suffix="tsv", sep=","),
     ),
 }
 
 
-@pytest.mark.parametrize("change,hparams,fragments", DATA_CASES.values(), ids=DATA_CASES.keys())
-def test_bad_data_stops_before_tokenization(tmp_path, tiny_bert, run_main, change, hparams, fragments):
-    multiclass = "multiclass_categories" in hparams
-    frames = _frames(multiclass)
-    change(frames)
-    base = write_job(tmp_path, hyperparameters(tiny_bert, **hparams), frames=frames)
-    assert_rejected(base, run_main(base), fragments)
+@pytest.mark.parametrize("case", DATA_CASES.values(), ids=DATA_CASES.keys())
+def test_bad_data_stops_before_tokenization(tmp_path, tiny_bert, run_main, case):
+    frames = _frames(multiclass="multiclass_categories" in case.hparams)
+    if case.frames:
+        case.frames(frames)
+    base = write_job(tmp_path, hyperparameters(tiny_bert, **case.hparams), fmt=case.fmt, frames=frames)
+    if case.files:
+        case.files(base / "input" / "data")
+    assert_rejected(base, run_main(base, case.env), case.fragments)
 
 
-@pytest.mark.parametrize(
-    "damage,fragments",
-    [
-        (lambda d: (d / "train" / "train.csv").write_text(""), ["train.csv is empty"]),
-        (lambda d: (d / "test" / "test.csv").unlink(), ["No .csv, .tsv or .parquet file in the test folder", "set test_filename"]),
-        (lambda d: (d / "val" / "val.csv").rename(d / "val" / "val.txt"), ["No .csv, .tsv or .parquet file in the val folder", "val.txt"]),
-        (lambda d: (d / "train" / "train.csv").write_bytes(b'uid,review\n"unterminated'), ["train.csv could not be read as CSV"]),
-    ],
-    ids=["empty file", "no file", "wrong extension", "malformed csv"],
-)
-def test_unusable_split_files(tmp_path, tiny_bert, run_main, damage, fragments):
-    base = write_job(tmp_path, hyperparameters(tiny_bert), frames=_frames())
-    damage(base / "input" / "data")
-    assert_rejected(base, run_main(base), fragments)
-
-
-def test_configured_file_name_not_found(tmp_path, tiny_bert, run_main):
-    base = write_job(tmp_path, hyperparameters(tiny_bert, train_filename="training.csv"), frames=_frames())
-    assert_rejected(base, run_main(base), ["train_filename is 'training.csv'", "holds only ['train.csv']", "fix the name"])
-
-
-def test_corrupt_parquet(tmp_path, tiny_bert, run_main):
-    base = write_job(tmp_path, hyperparameters(tiny_bert), fmt="parquet", frames=_frames())
-    (base / "input" / "data" / "val" / "val.parquet").write_bytes(b"PAR1 not really parquet")
-    assert_rejected(base, run_main(base), ["val.parquet could not be read as PARQUET"])
-
-
-def test_tsv_written_with_commas(tmp_path, tiny_bert, run_main):
-    frames = _frames()
-    base = write_job(tmp_path, hyperparameters(tiny_bert), fmt="tsv", frames=frames)
-    frames["train"].to_csv(base / "input" / "data" / "train" / "train.tsv", index=False)
-    assert_rejected(base, run_main(base), ["The train file", "lacks 6 configured column(s)", "Its columns are ['uid,review,score"])
