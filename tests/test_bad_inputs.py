@@ -10,6 +10,7 @@ cache may exist afterwards.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ import pandas as pd
 import pytest
 from synthetic import hyperparameters, make_rows, write_job
 from test_failures import assert_failed_cleanly
+
+from processing.files import _first_invalid_utf8
 
 DELETE = object()
 
@@ -278,6 +281,10 @@ def _no_rows(split: str):
     return change
 
 
+def _duplicate_column(frames):
+    frames["train"] = pd.concat([frames["train"], frames["train"][["score"]]], axis=1)
+
+
 def _resave(split: str, suffix: str = "csv", **to_csv):
     """The split's file written again as CSV with other settings (separator, encoding)."""
 
@@ -285,6 +292,17 @@ def _resave(split: str, suffix: str = "csv", **to_csv):
         path = data / split / f"{split}.{suffix}"
         frame = pd.read_csv(path, sep="\t" if suffix == "tsv" else ",")
         frame.to_csv(path, index=False, errors="replace", **to_csv)  # characters the encoding lacks become "?"
+
+    return damage
+
+
+def _as_json_lines(split: str):
+    """The split exported as JSON lines instead of CSV."""
+
+    def damage(data: Path):
+        path = data / split / f"{split}.csv"
+        pd.read_csv(path).to_json(path.with_suffix(".json"), orient="records", lines=True)
+        path.unlink()
 
     return damage
 
@@ -298,6 +316,9 @@ DATA_CASES = {
     "misspelt column": DataCase(
         ["'review' (text_name, did you mean 'Review'?)", "Fix the column names"],
         frames=_rename("review", "Review"),
+    ),
+    "duplicate column name": DataCase(
+        ["train.csv has more than one column named 'score'", "rename or remove the extra column"], frames=_duplicate_column,
     ),
     "split with no rows": DataCase(["The val file", "has a header but no rows"], frames=_no_rows("val")),
     # --- labels
@@ -335,22 +356,43 @@ DATA_CASES = {
         ["No .csv, .tsv or .parquet file in the val folder", "val.txt"],
         files=lambda d: (d / "val" / "val.csv").rename(d / "val" / "val.txt"),
     ),
+    "json lines instead of csv": DataCase(
+        ["No .csv, .tsv or .parquet file in the train folder", "(found ['train.json'])"],
+        files=_as_json_lines("train"),
+    ),
+    "missing channel folder": DataCase(
+        ["The val data folder", "does not exist; put the val split there"],
+        files=lambda d: shutil.rmtree(d / "val"),
+    ),
     "configured file name not found": DataCase(
         ["train_filename is 'training.csv'", "holds only ['train.csv']", "fix the name"],
         hparams={"train_filename": "training.csv"},
     ),
+    "configured file of another format": DataCase(
+        ["train.xlsx is not a .csv, .tsv or .parquet file", "convert it"],
+        files=lambda d: (d / "train" / "train.xlsx").write_bytes(b"PK\x03\x04"), hparams={"train_filename": "train.xlsx"},
+    ),
     "malformed csv": DataCase(
-        ["train.csv could not be read as CSV"],
+        ["train.csv could not be read as CSV", "Write it again", "an unclosed quote"],
         files=lambda d: (d / "train" / "train.csv").write_bytes(b'uid,review\n"unterminated'),
     ),
     "corrupt parquet": DataCase(
-        ["val.parquet could not be read as PARQUET"], fmt="parquet",
+        ["val.parquet could not be read as PARQUET", "not Parquet at all"], fmt="parquet",
         files=lambda d: (d / "val" / "val.parquet").write_bytes(b"PAR1 not really parquet"),
     ),
     "tsv written with commas": DataCase(
-        ["The train file", "lacks 6 configured column(s)", "Its columns are ['uid,review,score"],
+        ["train.tsv reads as a single column 'uid,review,score", "separated by commas", "save it with tabs or rename it to .csv"],
         fmt="tsv", files=_resave("train", suffix="tsv", sep=","),
     ),
+    "csv written with semicolons": DataCase(
+        ["test.csv reads as a single column 'uid;review", "separated by semicolons", "save it with commas."],
+        files=_resave("test", sep=";"),
+    ),
+    "latin-1 csv": DataCase(
+        ["train.csv is not UTF-8 text: line 6 holds the byte b'\\xe9'", "save it as UTF-8"],
+        frames=_set("train", "review", {4: "café très belle"}), files=_resave("train", encoding="latin-1"),
+    ),
+    "utf-16 csv": DataCase(["val.csv is UTF-16 text, not UTF-8", "save it as UTF-8"], files=_resave("val", encoding="utf-16")),
 }
 
 
@@ -365,3 +407,10 @@ def test_bad_data_stops_before_tokenization(tmp_path, tiny_bert, run_main, case)
     assert_rejected(base, run_main(base, case.env), case.fragments)
 
 
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 20])
+def test_the_first_byte_that_is_not_utf8_is_found_across_read_blocks(tmp_path, block):
+    path = tmp_path / "split.csv"
+    path.write_bytes("a,b\n".encode() + "é,😀\n".encode() * 3 + b"x,\xe9t\xc3\n")
+    assert _first_invalid_utf8(path, block) == (5, b"\xe9")
+    path.write_bytes("a\nb\n".encode() + "é".encode()[:1])  # cut inside the last character
+    assert _first_invalid_utf8(path, block) == (3, b"\xc3")
