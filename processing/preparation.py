@@ -38,8 +38,8 @@ class TabularEncoders:
     def transform(self, config: Config, frame: pd.DataFrame, split: str) -> np.ndarray:
         if not config.uses_tabular:
             return np.zeros((len(frame), 0), dtype=np.float32)
-        numeric_fields = self.imputer.fields
-        numbers = self.imputer.transform(parse_numeric(frame, numeric_fields, split))
+        numbers = parse_numeric(frame, self.imputer.fields, split, config.passthrough_categorical_fields)
+        numbers = self.imputer.transform(numbers)
         risks = self.risk_tables.transform(frame)
         return np.concatenate([numbers, risks], axis=1)
 
@@ -59,7 +59,8 @@ def fit_tabular(config: Config, train: pd.DataFrame, train_labels: np.ndarray) -
     if config.imputation_dict is not None:
         imputer = NumericImputer.from_artifact(config.imputation_dict, fields)
     else:
-        imputer = NumericImputer(fields).fit(parse_numeric(train, fields, "train"))
+        numbers = parse_numeric(train, fields, "train", config.passthrough_categorical_fields)
+        imputer = NumericImputer(fields).fit(numbers)
     cat_fields = config.encoded_categorical_fields if config.uses_tabular else []
     if config.risk_tables is not None:
         risk = GivenRiskTables.from_artifact(config.risk_tables, cat_fields, config.num_classes)

@@ -30,7 +30,7 @@ def validate_splits(config: Config, frames: Mapping[str, pd.DataFrame], files: M
         if split == "train":
             check_training_labels(label_ids, config.class_labels, files[split])
         if config.uses_tabular:
-            parse_numeric(frame, config.numeric_fields, split)
+            parse_numeric(frame, config.numeric_fields, split, config.passthrough_categorical_fields)
 
 
 def column_roles(config: Config) -> dict[str, str]:

@@ -285,6 +285,10 @@ def _duplicate_column(frames):
     frames["train"] = pd.concat([frames["train"], frames["train"][["score"]]], axis=1)
 
 
+def _list_column(frames):
+    frames["val"]["score"] = [[score, score / 2] for score in frames["val"]["score"]]
+
+
 def _resave(split: str, suffix: str = "csv", **to_csv):
     """The split's file written again as CSV with other settings (separator, encoding)."""
 
@@ -339,8 +343,26 @@ DATA_CASES = {
     ),
     # --- values
     "text in a numeric column": DataCase(
-        ["Column 'count' in the test file must be numeric (it is in tab_field_list)", "'twelve'", "clean them"],
+        ["Column 'count' in the test file must be numeric (it is in tab_field_list)", "'twelve' at row(s) 15", "clean them"],
         frames=_set("test", "count", {14: "twelve"}),
+    ),
+    "text in a column of upstream codes": DataCase(
+        ["Column 'region' in the train file", "not in categorical_features_to_encode", "'north'",
+         "add it to categorical_features_to_encode"],
+        hparams={"categorical_features_to_encode": []},
+    ),
+    "infinity in a csv": DataCase(
+        ["Column 'score' in the train file has 2 infinite value(s) (inf, -inf) at row(s) 4, 9",
+         "replace them with finite numbers"],
+        frames=_set("train", "score", {3: "inf", 8: "-inf"}),
+    ),
+    "infinity in a parquet float column": DataCase(
+        ["Column 'count' in the val file has 1 infinite value(s) (-inf) at row(s) 2"],
+        frames=_set("val", "count", {1: -np.inf}), fmt="parquet",
+    ),
+    "lists in a numeric parquet column": DataCase(
+        ["Column 'score' in the val file must hold one number per row", "holds lists or structs", "flatten it"],
+        frames=_list_column, fmt="parquet",
     ),
     "numeric column without values": DataCase(
         ["Numeric column(s) ['count'] have no values in the train file"],

@@ -109,7 +109,7 @@ def sample_split(config: Config, frame: pd.DataFrame, labels: np.ndarray, rows: 
     _, first_of_class = np.unique(labels, return_index=True)
     required = set(first_of_class.tolist())
     if config.uses_tabular:
-        numbers = parse_numeric(frame, config.numeric_fields, "sample")
+        numbers = parse_numeric(frame, config.numeric_fields, "sample", config.passthrough_categorical_fields)
         required.update(int(np.argmax(column)) for column in numbers.notna().to_numpy().T if column.any())
     rest = np.setdiff1d(np.arange(len(frame)), sorted(required))
     rng = np.random.default_rng(config.seed)
