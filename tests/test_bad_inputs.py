@@ -281,6 +281,14 @@ def _no_rows(split: str):
     return change
 
 
+def _binary_labels(negative, positive):
+    def change(frames):
+        for frame in frames.values():
+            frame["label"] = frame["label"].map({0: negative, 1: positive})
+
+    return change
+
+
 def _duplicate_column(frames):
     frames["train"] = pd.concat([frames["train"], frames["train"][["score"]]], axis=1)
 
@@ -331,8 +339,19 @@ DATA_CASES = {
         frames=_set("test", "label", dict.fromkeys([3, 7, 9], 7)),
     ),
     "missing label": DataCase(
-        ["The train file has label values", "missing (2 rows)"],
+        ["The train file has label values", "missing (2 rows)", "give those rows a label or remove them"],
         frames=_set("train", "label", {1: np.nan, 2: np.nan}),
+    ),
+    "blank labels in parquet": DataCase(
+        ["The val file has label values", "blank (2 rows)"], frames=_set("val", "label", {0: "", 5: ""}), hparams=MULTICLASS,
+        fmt="parquet",
+    ),
+    "binary labels 1 and 2": DataCase(
+        ["'2' (", "if this file's labels [1, 2] are the classes, set multiclass_categories to them"],
+        frames=_binary_labels(1, 2),
+    ),
+    "binary labels as words": DataCase(
+        ["expected one of [0, 1]", "if this file's labels ['no', 'yes'] are the classes"], frames=_binary_labels("no", "yes"),
     ),
     "unknown multiclass label": DataCase(
         ["The val file has label values", "'urgent' (1 rows)", "set multiclass_categories/num_classes to match"],
