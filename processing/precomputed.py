@@ -123,7 +123,8 @@ def apply_pipeline_inputs(config: Config, directory: Path, switches: RunSwitches
 
 
 def restrict_to_selection(config: Config, selected: list[str], path: Path) -> Config:
-    """Keep only the selected tabular fields; text, id and label columns are never dropped."""
+    """Keep only the selected tabular fields (in full_field_list too, so the split files need not
+    hold the dropped ones); text, id and label columns are never dropped."""
     keep = set(selected)
     tabular = [*config.tab_field_list, *config.cat_field_list]
     updates: dict[str, Any] = {
@@ -132,6 +133,7 @@ def restrict_to_selection(config: Config, selected: list[str], path: Path) -> Co
     if config.categorical_features_to_encode is not None:
         updates["categorical_features_to_encode"] = [f for f in config.categorical_features_to_encode if f in keep]
     dropped = [f for f in tabular if f not in keep]
+    updates["full_field_list"] = [f for f in config.full_field_list if f not in dropped]
     if config.uses_tabular and not (updates["tab_field_list"] or updates["cat_field_list"]):
         raise ConfigError(
             f"{path} selects none of the tabular fields {tabular} of model_class {config.model_class}; "

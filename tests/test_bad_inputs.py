@@ -10,6 +10,7 @@ cache may exist afterwards.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,10 @@ import pytest
 from synthetic import hyperparameters, make_rows, write_job
 from test_failures import assert_failed_cleanly
 
+from contracts import DataError
+from hyperparams import validate_config
 from processing.files import _first_invalid_utf8
+from processing.validation import validate_splits
 
 DELETE = object()
 
@@ -329,6 +333,18 @@ DATA_CASES = {
         ["'review' (text_name, did you mean 'Review'?)", "Fix the column names"],
         frames=_rename("review", "Review"),
     ),
+    "column name with a trailing space": DataCase(
+        ["The train file", "'score' (tab_field_list, did you mean 'score '?)"], frames=_rename("score", "score ", "train"),
+    ),
+    "test split without labels": DataCase(["The test file", "'label' (label_name)"], frames=_drop("test", "label")),
+    "column listed only in full_field_list": DataCase(
+        ["lacks 1 configured column(s): 'notes' (full_field_list)"],
+        hparams={"full_field_list": ["uid", "review", "score", "count", "region", "label", "notes"]},
+    ),
+    "tabular column of a text-only model": DataCase(
+        ["The val file", "'count' (tab_field_list)", "Its columns are"], frames=_drop("val", "count"),
+        hparams={"model_class": "bert"},
+    ),
     "duplicate column name": DataCase(
         ["train.csv has more than one column named 'score'", "rename or remove the extra column"], frames=_duplicate_column,
     ),
@@ -386,6 +402,10 @@ DATA_CASES = {
     "numeric column without values": DataCase(
         ["Numeric column(s) ['count'] have no values in the train file"],
         frames=_fill("count", np.nan, "train"),
+    ),
+    "text column without any text": DataCase(
+        ["Text column 'review' (text_name) is empty in all 16 rows of the val file", "an empty column is not"],
+        frames=_fill("review", np.nan, "val"),
     ),
     # --- files
     "empty file": DataCase(["train.csv is empty"], files=lambda d: (d / "train" / "train.csv").write_text("")),
@@ -446,6 +466,30 @@ def test_bad_data_stops_before_tokenization(tmp_path, tiny_bert, run_main, case)
     if case.files:
         case.files(base / "input" / "data")
     assert_rejected(base, run_main(base, case.env), case.fragments)
+
+
+def _validate(frames, **hparams):
+    config = validate_config(hyperparameters("/no-tokenizer-needed", **hparams))
+    validate_splits(config, frames, dict.fromkeys(frames, "file"))
+
+
+def test_repeated_ids_are_a_warning_not_an_error(caplog):
+    frames = _frames()
+    frames["val"].loc[[3, 5, 9], "uid"] = "id-1-00003"
+    with caplog.at_level(logging.WARNING):
+        _validate(frames)
+    assert "The val file has 3 rows whose uid is not unique (e.g. 'id-1-00003')" in caplog.text
+    assert "join predictions back by row order" in caplog.text
+    assert "train file" not in caplog.text
+
+
+def test_some_empty_text_is_fine_and_whitespace_counts_as_empty():
+    frames = _frames()
+    frames["train"].loc[: len(frames["train"]) - 2, "review"] = np.nan
+    _validate(frames)  # one row of text left: fine
+    frames["train"]["review"] = frames["train"]["review"].fillna(" \n ").astype(str).str.replace(r"\S", " ", regex=True)
+    with pytest.raises(DataError, match="Text column 'review' \\(text_name\\) is empty in all 40 rows of the train file"):
+        _validate(frames)
 
 
 @pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 20])
