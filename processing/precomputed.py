@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -192,15 +193,26 @@ def _risk_tables(data: Any, path: Path, config: Config) -> dict[str, Any]:
     tables = {}
     for field in needed:
         table = data[field]
-        if not isinstance(table, Mapping) or not isinstance(table.get("bins"), Mapping) or "default_bin" not in table:
+        problem = _risk_table_problem(table)
+        if problem:
             raise DataError(
-                f"The risk table for {field!r} in {path} must look like "
+                f"The risk table for {field!r} in {path} {problem}; it must look like "
                 "{'bins': {category: rate}, 'default_bin': rate}."
             )
         keys = category_keys(pd.Series(list(table["bins"]))).tolist()
         rates = [_rate(v, path, field) for v in table["bins"].values()]
         tables[field] = {"bins": dict(zip(keys, rates)), "default_bin": _rate(table["default_bin"], path, field)}
     return tables
+
+
+def _risk_table_problem(table: Any) -> str | None:
+    if not isinstance(table, Mapping):
+        return f"is a {type(table).__name__}"
+    if "bins" not in table or "default_bin" not in table:
+        return f"has no {' and no '.join(repr(k) for k in ('bins', 'default_bin') if k not in table)}"
+    if not isinstance(table["bins"], Mapping):
+        return f"has 'bins' as a {type(table['bins']).__name__}, not a mapping"
+    return None
 
 
 def _require_fields(data: Mapping, needed: list[str], path: Path, what: str) -> None:
@@ -211,7 +223,11 @@ def _require_fields(data: Mapping, needed: list[str], path: Path, what: str) -> 
 
 def _number(value: Any, path: Path, field: str) -> float:
     if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-        return float(value)
+        if math.isfinite(value):
+            return float(value)
+        raise DataError(
+            f"{path}: the value for {field!r} is {value!r}; it must be a finite number, so fix the upstream step."
+        )
     raise DataError(f"{path}: the value for {field!r} must be a number, not {value!r}.")
 
 

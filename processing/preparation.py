@@ -141,11 +141,10 @@ def prepare_data(
         counts = np.bincount(ids, minlength=config.num_classes)
         log.info("%s: %d rows, classes %s", split, len(ids), dict(zip(map(str, config.class_labels), counts.tolist())))
     tabular = fit_tabular(config, frames["train"], label_ids["train"])
+    # tabular problems (e.g. rates of another risk table) surface before the slow text encoding
+    features = {split: tabular.transform(config, frame, split) for split, frame in frames.items()}
     texts, stats = encode_texts(config, tokenizer, frames, files, cache)
-    splits = {
-        split: EncodedSplit(texts[split], tabular.transform(config, frame, split), label_ids[split])
-        for split, frame in frames.items()
-    }
+    splits = {split: EncodedSplit(texts[split], features[split], label_ids[split]) for split in frames}
     return PreparedData(splits, labels, tabular, stats)
 
 

@@ -232,6 +232,9 @@ class DataCase:
 
 
 MULTICLASS = {"is_binary": False, "num_classes": 3, "multiclass_categories": ["low", "medium", "high"]}
+PRECOMPUTED = {"USE_PRECOMPUTED_IMPUTATION": "true", "USE_PRECOMPUTED_RISK_TABLES": "true"}
+IMPUTE = '{"score": 3.0, "count": 25.0}'
+TABLES = '{"region": {"bins": {"north": 0.9, "south": 0.5, "east": 0.2, "west": 0.1}, "default_bin": 0.6}}'
 
 
 def _frames(multiclass: bool = False):
@@ -319,6 +322,18 @@ def _as_json_lines(split: str):
         path = data / split / f"{split}.csv"
         pd.read_csv(path).to_json(path.with_suffix(".json"), orient="records", lines=True)
         path.unlink()
+
+    return damage
+
+
+def _artifacts(**files: str):
+    """Files (name -> content) in the model_artifacts_input channel."""
+
+    def damage(data: Path):
+        folder = data / "model_artifacts_input"
+        folder.mkdir()
+        for name, content in files.items():
+            (folder / name).write_text(content)
 
     return damage
 
@@ -454,6 +469,36 @@ DATA_CASES = {
         frames=_set("train", "review", {4: "café très belle"}), files=_resave("train", encoding="latin-1"),
     ),
     "utf-16 csv": DataCase(["val.csv is UTF-16 text, not UTF-8", "save it as UTF-8"], files=_resave("val", encoding="utf-16")),
+    # --- upstream artifacts in model_artifacts_input
+    "imputation artifact not json": DataCase(
+        ["impute_dict.json is not valid UTF-8 JSON", "rewrite it or remove it"], env=PRECOMPUTED,
+        files=_artifacts(**{"impute_dict.json": "{'score': 3.0}", "risk_table_map.json": TABLES}),
+    ),
+    "imputation value not finite": DataCase(
+        ["impute_dict.json: the value for 'count' is nan; it must be a finite number"], env=PRECOMPUTED,
+        files=_artifacts(**{"impute_dict.json": '{"score": 3.0, "count": NaN}', "risk_table_map.json": TABLES}),
+    ),
+    "risk table without bins": DataCase(
+        ["The risk table for 'region'", "has no 'bins'", "must look like"], env=PRECOMPUTED,
+        files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": '{"region": {"default_bin": 0.6}}'}),
+    ),
+    "risk table without default_bin": DataCase(
+        ["The risk table for 'region'", "has no 'default_bin'"], env=PRECOMPUTED,
+        files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": '{"region": {"bins": {"north": 0.9}}}'}),
+    ),
+    "column encoded with another risk table": DataCase(
+        ["Column 'region' holds fractional numbers that are neither categories nor rates", "(e.g. [0.33"], env=PRECOMPUTED,
+        frames=_fill("region", 0.33),
+        files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": TABLES}),
+    ),
+    "feature selection of unknown columns only": DataCase(
+        ["selected_features.json selects none of the tabular fields", "select at least one of them"],
+        files=_artifacts(**{"selected_features.json": '["Score", "Count"]'}),
+    ),
+    "feature selection in another format": DataCase(
+        ["selected_features.json must hold a JSON list of column names"],
+        files=_artifacts(**{"selected_features.json": '{"features": ["score"]}'}),
+    ),
 }
 
 
