@@ -83,6 +83,22 @@ CONFIG_CASES = {
         {"full_field_list": ["uid", "review", "score", "count", "label"]},
         ["cat_field_list names 'region', which is not in full_field_list", "add 'region' to full_field_list"],
     ),
+    "id missing from full_field_list": (
+        {"full_field_list": ["review", "score", "count", "region", "label"]},
+        ["id_name names 'uid', which is not in full_field_list", "add 'uid' to full_field_list"],
+    ),
+    "label missing from full_field_list": (
+        {"full_field_list": ["uid", "review", "score", "count", "region"]},
+        ["label_name names 'label', which is not in full_field_list", "add 'label' to full_field_list"],
+    ),
+    "text missing from full_field_list": (
+        {"full_field_list": ["uid", "score", "count", "region", "label"]},
+        ["text_name names 'review', which is not in full_field_list", "add 'review' to full_field_list"],
+    ),
+    "secondary text missing from full_field_list": (
+        {"text_name": DELETE, "primary_text_name": "review", "secondary_text_name": "notes"},
+        ["secondary_text_name names 'notes', which is not in full_field_list", "add 'notes' to full_field_list"],
+    ),
     "field numeric and categorical": (
         {"cat_field_list": ["region", "score"]},
         ["field 'score' is used as tab_field_list and as cat_field_list", "only one role"],
@@ -170,8 +186,10 @@ def test_bad_configuration_stops_before_anything_is_loaded(tmp_path, run_main, c
     assert_rejected(tmp_path, run_main(tmp_path), fragments)
 
 
-def test_there_are_at_least_thirty_distinct_cases():
-    messages = [tuple(f) for _, f in CONFIG_CASES.values()] + [tuple(c.fragments) for c in DATA_CASES.values()]
+@pytest.mark.parametrize("kind", ["configurations", "data files"])
+def test_there_are_at_least_thirty_distinct_cases_of_each_kind(kind):
+    cases = [f for _, f in CONFIG_CASES.values()] if kind == "configurations" else [c.fragments for c in DATA_CASES.values()]
+    messages = [tuple(fragments) for fragments in cases]
     assert len(set(messages)) == len(messages) >= 30
 
 
