@@ -7,8 +7,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import shutil
+import subprocess
 import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,6 +29,7 @@ from training.dry_run import JobRecord, _time_estimate, sample_split
 from training.dry_run import dry_run as dry_run_report
 from training.timing import StepTimer
 
+ROOT = Path(__file__).resolve().parent.parent
 LONG_ROWS = [5, 50, 120]  # train rows given ~200 words: more than max_total_chunks=3 chunks of max_sen_len=32
 
 
@@ -202,3 +207,22 @@ def test_report_counts_the_features_an_upstream_selection_keeps(tmp_path, tiny_b
     text = dry_run_report(resolve_paths(), job)
     assert "Tabular features: 2 (score, region__risk)" in text
     assert jobs[0].artifacts_input_dir == artifacts  # the job in the scratch folder applies the same selection
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_a_dry_run_of_the_demo_keeps_the_previous_demo_model(tmp_path):
+    """`DRY_RUN=true make demo` must not delete what the last `make demo` trained; a plain `make demo` starts clean."""
+    model = tmp_path / "model" / "model.pth"
+
+    def make_demo(dry_run: str) -> None:
+        env = {**os.environ, "DRY_RUN": dry_run}
+        command = ["make", "-s", "-o", "setup", "-o", ".venv/.installed", "demo", "PY=true", f"DEMO_DIR={tmp_path}"]
+        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+
+    for value in ("true", "TRUE", "1"):
+        model.parent.mkdir(exist_ok=True)
+        model.write_bytes(b"previous model")
+        make_demo(value)
+        assert model.read_bytes() == b"previous model", value
+    make_demo("false")
+    assert not model.parent.exists()
