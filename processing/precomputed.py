@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -133,7 +134,8 @@ def pipeline_input_files(directory: Path, switches: RunSwitches) -> list[Path]:
 
 
 def restrict_to_selection(config: Config, selected: list[str], path: Path) -> Config:
-    """Keep only the selected tabular fields; text, id and label columns are never dropped."""
+    """Keep only the selected tabular fields (in full_field_list too, so the split files need not
+    hold the dropped ones); text, id and label columns are never dropped."""
     keep = set(selected)
     tabular = [*config.tab_field_list, *config.cat_field_list]
     updates: dict[str, Any] = {
@@ -142,6 +144,7 @@ def restrict_to_selection(config: Config, selected: list[str], path: Path) -> Co
     if config.categorical_features_to_encode is not None:
         updates["categorical_features_to_encode"] = [f for f in config.categorical_features_to_encode if f in keep]
     dropped = [f for f in tabular if f not in keep]
+    updates["full_field_list"] = [f for f in config.full_field_list if f not in dropped]
     if config.uses_tabular and not (updates["tab_field_list"] or updates["cat_field_list"]):
         raise ConfigError(
             f"{path} selects none of the tabular fields {tabular} of model_class {config.model_class}; "
@@ -200,15 +203,26 @@ def _risk_tables(data: Any, path: Path, config: Config) -> dict[str, Any]:
     tables = {}
     for field in needed:
         table = data[field]
-        if not isinstance(table, Mapping) or not isinstance(table.get("bins"), Mapping) or "default_bin" not in table:
+        problem = _risk_table_problem(table)
+        if problem:
             raise DataError(
-                f"The risk table for {field!r} in {path} must look like "
+                f"The risk table for {field!r} in {path} {problem}; it must look like "
                 "{'bins': {category: rate}, 'default_bin': rate}."
             )
         keys = category_keys(pd.Series(list(table["bins"]))).tolist()
         rates = [_rate(v, path, field) for v in table["bins"].values()]
         tables[field] = {"bins": dict(zip(keys, rates)), "default_bin": _rate(table["default_bin"], path, field)}
     return tables
+
+
+def _risk_table_problem(table: Any) -> str | None:
+    if not isinstance(table, Mapping):
+        return f"is a {type(table).__name__}"
+    if "bins" not in table or "default_bin" not in table:
+        return f"has no {' and no '.join(repr(k) for k in ('bins', 'default_bin') if k not in table)}"
+    if not isinstance(table["bins"], Mapping):
+        return f"has 'bins' as a {type(table['bins']).__name__}, not a mapping"
+    return None
 
 
 def _require_fields(data: Mapping, needed: list[str], path: Path, what: str) -> None:
@@ -219,7 +233,11 @@ def _require_fields(data: Mapping, needed: list[str], path: Path, what: str) -> 
 
 def _number(value: Any, path: Path, field: str) -> float:
     if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-        return float(value)
+        if math.isfinite(value):
+            return float(value)
+        raise DataError(
+            f"{path}: the value for {field!r} is {value!r}; it must be a finite number, so fix the upstream step."
+        )
     raise DataError(f"{path}: the value for {field!r} must be a number, not {value!r}.")
 
 

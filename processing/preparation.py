@@ -38,8 +38,8 @@ class TabularEncoders:
     def transform(self, config: Config, frame: pd.DataFrame, split: str) -> np.ndarray:
         if not config.uses_tabular:
             return np.zeros((len(frame), 0), dtype=np.float32)
-        numeric_fields = self.imputer.fields
-        numbers = self.imputer.transform(parse_numeric(frame, numeric_fields, split))
+        numbers = parse_numeric(frame, self.imputer.fields, split, config.passthrough_categorical_fields)
+        numbers = self.imputer.transform(numbers)
         risks = self.risk_tables.transform(frame)
         return np.concatenate([numbers, risks], axis=1)
 
@@ -59,7 +59,8 @@ def fit_tabular(config: Config, train: pd.DataFrame, train_labels: np.ndarray) -
     if config.imputation_dict is not None:
         imputer = NumericImputer.from_artifact(config.imputation_dict, fields)
     else:
-        imputer = NumericImputer(fields).fit(parse_numeric(train, fields, "train"))
+        numbers = parse_numeric(train, fields, "train", config.passthrough_categorical_fields)
+        imputer = NumericImputer(fields).fit(numbers)
     cat_fields = config.encoded_categorical_fields if config.uses_tabular else []
     if config.risk_tables is not None:
         risk = GivenRiskTables.from_artifact(config.risk_tables, cat_fields, config.num_classes)
@@ -140,11 +141,10 @@ def prepare_data(
         counts = np.bincount(ids, minlength=config.num_classes)
         log.info("%s: %d rows, classes %s", split, len(ids), dict(zip(map(str, config.class_labels), counts.tolist())))
     tabular = fit_tabular(config, frames["train"], label_ids["train"])
+    # tabular problems (e.g. rates of another risk table) surface before the slow text encoding
+    features = {split: tabular.transform(config, frame, split) for split, frame in frames.items()}
     texts, stats = encode_texts(config, tokenizer, frames, files, cache)
-    splits = {
-        split: EncodedSplit(texts[split], tabular.transform(config, frame, split), label_ids[split])
-        for split, frame in frames.items()
-    }
+    splits = {split: EncodedSplit(texts[split], features[split], label_ids[split]) for split in frames}
     return PreparedData(splits, labels, tabular, stats)
 
 

@@ -14,7 +14,7 @@ tasks keep one rate per class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,21 +29,70 @@ class NotFittedError(RuntimeError):
     pass
 
 
-def parse_numeric(frame: pd.DataFrame, fields: Sequence[str], split: str) -> pd.DataFrame:
-    """Columns as float64; a value that is present but not a number is a DataError that shows it."""
-    out = {}
-    for field in fields:
-        column = frame[field]
-        numbers = pd.to_numeric(column, errors="coerce").astype("float64")
-        bad = column[numbers.isna() & column.notna() & (column.astype(str).str.strip() != "")]
-        if len(bad):
-            examples = ", ".join(repr(v) for v in bad.unique()[:5])
-            raise DataError(
-                f"Column {field!r} in the {split} file must be numeric (it is in tab_field_list) but has "
-                f"{len(bad)} non-numeric value(s), e.g. {examples}; clean them or move the field to cat_field_list."
-            )
-        out[field] = numbers
-    return pd.DataFrame(out, index=frame.index)
+def parse_numeric(
+    frame: pd.DataFrame, fields: Sequence[str], split: str, passthrough: Collection[str] = ()
+) -> pd.DataFrame:
+    """Columns as float64; a value that is present but not a finite number is a DataError that shows
+    it and its rows. ``passthrough`` names the categorical fields read as numbers (encoded upstream),
+    so the message gives their role and fix rather than tab_field_list's."""
+    return pd.DataFrame(
+        {field: _numbers(frame[field], field, split, field in passthrough) for field in fields}, index=frame.index
+    )
+
+
+def _numbers(column: pd.Series, field: str, split: str, passthrough: bool) -> pd.Series:
+    numbers = pd.to_numeric(column, errors="coerce").astype("float64")
+    unparsed = numbers.isna().to_numpy() & column.notna().to_numpy()
+    unparsed[unparsed] = column[unparsed].astype(str).str.strip().to_numpy() != ""
+    if unparsed.any():
+        raise DataError(_unparsed_message(column, unparsed, field, split, passthrough))
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        raise DataError(
+            f"Column {field!r} in the {split} file has {int(infinite.sum())} infinite value(s) "
+            f"({_examples(column[infinite])}) at {_rows(infinite)}; a model cannot learn from infinity: replace them "
+            "with finite numbers, or empty the cells to have them imputed."
+        )
+    return numbers
+
+
+def _unparsed_message(column: pd.Series, unparsed: np.ndarray, field: str, split: str, passthrough: bool) -> str:
+    """What is wrong with the values, the field's role (why they must be numbers) and the ways out."""
+    values = column[unparsed]
+    if passthrough:
+        role = (
+            "it is in cat_field_list but not in categorical_features_to_encode, so it must hold codes encoded upstream"
+        )
+        other = "add it to categorical_features_to_encode to risk-encode its categories here"
+    else:
+        role, other = "it is in tab_field_list", "move the field to cat_field_list if it is a category"
+    where = f"e.g. {_examples(values)} at {_rows(unparsed)}"
+    if values.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any():
+        listed = "cat_field_list" if passthrough else "tab_field_list"
+        return (
+            f"Column {field!r} in the {split} file must hold one number per row ({role}) but holds lists or structs, "
+            f"{where}; flatten it upstream into one numeric column per value, or remove it from {listed}."
+        )
+    return (
+        f"Column {field!r} in the {split} file must be numeric ({role}) but has {len(values)} non-numeric value(s), "
+        f"{where}; clean them, or {other}."
+    )
+
+
+def _examples(values: pd.Series, limit: int = 5) -> str:
+    shown: dict[str, None] = {}
+    for value in values:
+        shown.setdefault(repr(value.tolist() if isinstance(value, np.ndarray) else value))
+        if len(shown) == limit:
+            break
+    return ", ".join(shown)
+
+
+def _rows(mask: np.ndarray, limit: int = 5) -> str:
+    """Where the flagged values are, as data-row numbers a user finds in the file (first row after the header = 1)."""
+    rows = np.flatnonzero(mask)
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row(s) {', '.join(str(r + 1) for r in rows[:limit])}{more} (first data row = 1)"
 
 
 def category_keys(column: pd.Series) -> pd.Series:

@@ -7,6 +7,7 @@ training; so every check here reads whole columns of every split.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -17,12 +18,14 @@ from hyperparams import Config
 from processing.labels import LabelEncoder
 from processing.tabular import parse_numeric
 
+log = logging.getLogger(__name__)
+
 COLUMNS_SHOWN = 30  # present columns listed in a message; wide files would push the fix past SageMaker's 1024 characters
 
 
 def validate_splits(config: Config, frames: Mapping[str, pd.DataFrame], files: Mapping[str, object]) -> None:
     """Columns exist and splits have rows; labels are known classes and train has two of them;
-    numeric columns parse."""
+    numeric columns parse; text columns hold some text. Duplicate ids are only a warning."""
     check_columns(config, frames, files)
     labels = LabelEncoder(config.class_labels)
     for split, frame in frames.items():
@@ -30,7 +33,9 @@ def validate_splits(config: Config, frames: Mapping[str, pd.DataFrame], files: M
         if split == "train":
             check_training_labels(label_ids, config.class_labels, files[split])
         if config.uses_tabular:
-            parse_numeric(frame, config.numeric_fields, split)
+            parse_numeric(frame, config.numeric_fields, split, config.passthrough_categorical_fields)
+        check_text_present(config, frame, split, files[split])
+        warn_duplicate_ids(frame[config.id_name], config.id_name, split)
 
 
 def column_roles(config: Config) -> dict[str, str]:
@@ -44,9 +49,19 @@ def column_roles(config: Config) -> dict[str, str]:
     return roles
 
 
-def check_columns(config: Config, frames: Mapping[str, pd.DataFrame], files: Mapping[str, object]) -> None:
-    """Every configured column exists in every split, and no split is empty."""
+def declared_columns(config: Config) -> dict[str, str]:
+    """Every column of full_field_list with the field naming it: the columns read (``column_roles``)
+    first, then the tabular fields a text-only model ignores and the columns listed only there."""
     roles = column_roles(config)
+    for column in config.full_field_list:
+        listed = [name for name in ("tab_field_list", "cat_field_list") if column in getattr(config, name)]
+        roles.setdefault(column, listed[0] if listed else "full_field_list")
+    return roles
+
+
+def check_columns(config: Config, frames: Mapping[str, pd.DataFrame], files: Mapping[str, object]) -> None:
+    """Every column of full_field_list exists in every split, and no split is empty."""
+    roles = declared_columns(config)
     for split, frame in frames.items():
         present = [str(c) for c in frame.columns]
         missing = [c for c in roles if c not in frame.columns]
@@ -59,6 +74,31 @@ def check_columns(config: Config, frames: Mapping[str, pd.DataFrame], files: Map
             )
         if len(frame) == 0:
             raise DataError(f"The {split} file {files[split]} has a header but no rows; every split needs data.")
+
+
+def check_text_present(config: Config, frame: pd.DataFrame, split: str, file: object) -> None:
+    """A text column may have empty rows (each becomes one empty message), but not only empty rows:
+    that is a wrong column or a broken export, and the model would learn nothing from the text."""
+    for role, column in config.text_fields.items():
+        text = frame[column].dropna().astype(str)
+        if not text.str.contains(r"\S", regex=True).any():
+            field = "text_name" if role == "text" else f"{role}_text_name"
+            raise DataError(
+                f"Text column {column!r} ({field}) is empty in all {len(frame)} rows of the {split} file {file}; "
+                f"check {field} and the file's export (some empty rows are fine, an empty column is not)."
+            )
+
+
+def warn_duplicate_ids(ids: pd.Series, id_name: str, split: str) -> None:
+    """Repeated ids do not affect training; they only make the prediction files ambiguous to join by id."""
+    repeated = ids[ids.duplicated(keep=False) & ids.notna()]
+    if len(repeated):
+        examples = ", ".join(repr(v) for v in repeated.unique()[:3])
+        log.warning(
+            "The %s file has %d rows whose %s is not unique (e.g. %s); the job goes on, but its prediction files "
+            "repeat these ids, so join predictions back by row order rather than by %s",
+            split, len(repeated), id_name, examples, id_name,
+        )
 
 
 def check_training_labels(labels: np.ndarray, class_labels: list, file: object) -> None:

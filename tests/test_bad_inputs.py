@@ -10,11 +10,22 @@ cache may exist afterwards.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from synthetic import hyperparameters, make_rows, write_job
 from test_failures import assert_failed_cleanly
+
+from contracts import DataError
+from hyperparams import validate_config
+from processing.files import _first_invalid_utf8
+from processing.validation import validate_splits
 
 DELETE = object()
 
@@ -71,6 +82,22 @@ CONFIG_CASES = {
     "categorical field missing from full_field_list": (
         {"full_field_list": ["uid", "review", "score", "count", "label"]},
         ["cat_field_list names 'region', which is not in full_field_list", "add 'region' to full_field_list"],
+    ),
+    "id missing from full_field_list": (
+        {"full_field_list": ["review", "score", "count", "region", "label"]},
+        ["id_name names 'uid', which is not in full_field_list", "add 'uid' to full_field_list"],
+    ),
+    "label missing from full_field_list": (
+        {"full_field_list": ["uid", "review", "score", "count", "region"]},
+        ["label_name names 'label', which is not in full_field_list", "add 'label' to full_field_list"],
+    ),
+    "text missing from full_field_list": (
+        {"full_field_list": ["uid", "score", "count", "region", "label"]},
+        ["text_name names 'review', which is not in full_field_list", "add 'review' to full_field_list"],
+    ),
+    "secondary text missing from full_field_list": (
+        {"text_name": DELETE, "primary_text_name": "review", "secondary_text_name": "notes"},
+        ["secondary_text_name names 'notes', which is not in full_field_list", "add 'notes' to full_field_list"],
     ),
     "field numeric and categorical": (
         {"cat_field_list": ["region", "score"]},
@@ -159,8 +186,10 @@ def test_bad_configuration_stops_before_anything_is_loaded(tmp_path, run_main, c
     assert_rejected(tmp_path, run_main(tmp_path), fragments)
 
 
-def test_there_are_at_least_thirty_distinct_cases():
-    messages = [tuple(case[-1]) for case in [*CONFIG_CASES.values(), *DATA_CASES.values()]]
+@pytest.mark.parametrize("kind", ["configurations", "data files"])
+def test_there_are_at_least_thirty_distinct_cases_of_each_kind(kind):
+    cases = [f for _, f in CONFIG_CASES.values()] if kind == "configurations" else [c.fragments for c in DATA_CASES.values()]
+    messages = [tuple(fragments) for fragments in cases]
     assert len(set(messages)) == len(messages) >= 30
 
 
@@ -207,109 +236,329 @@ def test_tokenizer_that_cannot_load(tmp_path, run_main):
 # --- data files -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DataCase:
+    """Bad input data: a change to the frames before they are written and/or damage to the files
+    under input/data afterwards, with the fragments the failure's first line must contain."""
+
+    fragments: list[str]
+    frames: Callable[[dict[str, pd.DataFrame]], None] | None = None
+    files: Callable[[Path], None] | None = None
+    hparams: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    fmt: str = "csv"
+
+
+MULTICLASS = {"is_binary": False, "num_classes": 3, "multiclass_categories": ["low", "medium", "high"]}
+PRECOMPUTED = {"USE_PRECOMPUTED_IMPUTATION": "true", "USE_PRECOMPUTED_RISK_TABLES": "true"}
+IMPUTE = '{"score": 3.0, "count": 25.0}'
+TABLES = '{"region": {"bins": {"north": 0.9, "south": 0.5, "east": 0.2, "west": 0.1}, "default_bin": 0.6}}'
+
+
 def _frames(multiclass: bool = False):
     return {s: make_rows(n, i, multiclass) for i, (s, n) in enumerate((("train", 40), ("val", 16), ("test", 16)))}
 
 
-def _drop_column(frames):
-    frames["val"] = frames["val"].drop(columns=["score"])
+def _set(split: str, column: str, values: dict):
+    """Cells (row -> value) of one split; the column holds objects first unless every value is a float."""
+
+    def change(frames):
+        frame = frames[split]
+        if not all(isinstance(v, float) for v in values.values()):
+            frame[column] = frame[column].astype(object)
+        for row, value in values.items():
+            frame.loc[row, column] = value
+
+    return change
 
 
-def _rename_text_column(frames):
-    for split in frames:
-        frames[split] = frames[split].rename(columns={"review": "Review"})
+def _rename(old: str, new: str, *splits: str):
+    """A column renamed in the given splits (default: all)."""
+
+    def change(frames):
+        for split in splits or list(frames):
+            frames[split] = frames[split].rename(columns={old: new})
+
+    return change
 
 
-def _unknown_label(frames):
-    frames["test"].loc[[3, 7, 9], "label"] = 7
+def _fill(column: str, value, *splits: str):
+    """A whole column set to one value in the given splits (default: all)."""
+
+    def change(frames):
+        for split in splits or list(frames):
+            frames[split][column] = value
+
+    return change
 
 
-def _missing_label(frames):
-    frames["train"]["label"] = frames["train"]["label"].astype(float)
-    frames["train"].loc[[1, 2], "label"] = np.nan
+def _drop(split: str, column: str):
+    def change(frames):
+        frames[split] = frames[split].drop(columns=[column])
+
+    return change
 
 
-def _text_in_numeric_column(frames):
-    frames["test"]["count"] = frames["test"]["count"].astype(object)
-    frames["test"].loc[14, "count"] = "twelve"
+def _no_rows(split: str):
+    def change(frames):
+        frames[split] = frames[split].iloc[:0]
+
+    return change
 
 
-def _header_only(frames):
-    frames["val"] = frames["val"].iloc[:0]
+def _binary_labels(negative, positive):
+    def change(frames):
+        for frame in frames.values():
+            frame["label"] = frame["label"].map({0: negative, 1: positive})
+
+    return change
 
 
-def _single_class(frames):
-    frames["train"]["label"] = 1
+def _duplicate_column(frames):
+    frames["train"] = pd.concat([frames["train"], frames["train"][["score"]]], axis=1)
 
 
-def _empty_numeric_column(frames):
-    frames["train"]["count"] = np.nan
+def _list_column(frames):
+    frames["val"]["score"] = [[score, score / 2] for score in frames["val"]["score"]]
 
 
-def _unknown_multiclass_label(frames):
-    frames["val"].loc[2, "label"] = "urgent"
+def _resave(split: str, suffix: str = "csv", **to_csv):
+    """The split's file written again as CSV with other settings (separator, encoding)."""
+
+    def damage(data: Path):
+        path = data / split / f"{split}.{suffix}"
+        frame = pd.read_csv(path, sep="\t" if suffix == "tsv" else ",")
+        frame.to_csv(path, index=False, errors="replace", **to_csv)  # characters the encoding lacks become "?"
+
+    return damage
+
+
+def _as_json_lines(split: str):
+    """The split exported as JSON lines instead of CSV."""
+
+    def damage(data: Path):
+        path = data / split / f"{split}.csv"
+        pd.read_csv(path).to_json(path.with_suffix(".json"), orient="records", lines=True)
+        path.unlink()
+
+    return damage
+
+
+def _artifacts(**files: str):
+    """Files (name -> content) in the model_artifacts_input channel."""
+
+    def damage(data: Path):
+        folder = data / "model_artifacts_input"
+        folder.mkdir()
+        for name, content in files.items():
+            (folder / name).write_text(content)
+
+    return damage
 
 
 DATA_CASES = {
-    # name: (change to the frames, hyperparameter changes, fragments)
-    "column missing in one split": (
-        _drop_column, {}, ["The val file", "lacks 1 configured column(s): 'score' (tab_field_list)", "Its columns are ['uid'"],
+    # --- columns
+    "column missing in one split": DataCase(
+        ["The val file", "lacks 1 configured column(s): 'score' (tab_field_list)", "Its columns are ['uid'"],
+        frames=_drop("val", "score"),
     ),
-    "misspelt column": (_rename_text_column, {}, ["'review' (text_name, did you mean 'Review'?)", "Fix the column names"]),
-    "unknown label": (_unknown_label, {}, ["The test file has label values", "'7' (3 rows)", "expected one of [0, 1]"]),
-    "missing label": (_missing_label, {}, ["The train file has label values", "missing (2 rows)"]),
-    "text in a numeric column": (
-        _text_in_numeric_column, {}, ["Column 'count' in the test file must be numeric", "'twelve'", "clean them"],
+    "misspelt column": DataCase(
+        ["'review' (text_name, did you mean 'Review'?)", "Fix the column names"],
+        frames=_rename("review", "Review"),
     ),
-    "split with no rows": (_header_only, {}, ["The val file", "has a header but no rows"]),
-    "one class in train": (_single_class, {}, ["has only one class (1)", "add rows of another class"]),
-    "numeric column without values": (_empty_numeric_column, {}, ["Numeric column(s) ['count'] have no values in the train file"]),
-    "unknown multiclass label": (
-        _unknown_multiclass_label,
-        {"is_binary": False, "num_classes": 3, "multiclass_categories": ["low", "medium", "high"]},
+    "column name with a trailing space": DataCase(
+        ["The train file", "'score' (tab_field_list, did you mean 'score '?)"], frames=_rename("score", "score ", "train"),
+    ),
+    "test split without labels": DataCase(["The test file", "'label' (label_name)"], frames=_drop("test", "label")),
+    "column listed only in full_field_list": DataCase(
+        ["lacks 1 configured column(s): 'notes' (full_field_list)"],
+        hparams={"full_field_list": ["uid", "review", "score", "count", "region", "label", "notes"]},
+    ),
+    "tabular column of a text-only model": DataCase(
+        ["The val file", "'count' (tab_field_list)", "Its columns are"], frames=_drop("val", "count"),
+        hparams={"model_class": "bert"},
+    ),
+    "duplicate column name": DataCase(
+        ["train.csv has more than one column named 'score'", "rename or remove the extra column"], frames=_duplicate_column,
+    ),
+    "split with no rows": DataCase(["The val file", "has a header but no rows"], frames=_no_rows("val")),
+    # --- labels
+    "unknown label": DataCase(
+        ["The test file has label values", "'7' (3 rows)", "expected one of [0, 1]", "or clean the labels"],
+        frames=_set("test", "label", dict.fromkeys([3, 7, 9], 7)),
+    ),
+    "missing label": DataCase(
+        ["The train file has label values", "missing (2 rows)", "give those rows a label or remove them"],
+        frames=_set("train", "label", {1: np.nan, 2: np.nan}),
+    ),
+    "blank labels in parquet": DataCase(
+        ["The val file has label values", "blank (2 rows)"], frames=_set("val", "label", {0: "", 5: ""}), hparams=MULTICLASS,
+        fmt="parquet",
+    ),
+    "binary labels 1 and 2": DataCase(
+        ["'2' (", "if this file's labels [1, 2] are the classes, set multiclass_categories to them"],
+        frames=_binary_labels(1, 2),
+    ),
+    "binary labels as words": DataCase(
+        ["expected one of [0, 1]", "if this file's labels ['no', 'yes'] are the classes"], frames=_binary_labels("no", "yes"),
+    ),
+    "unknown multiclass label": DataCase(
         ["The val file has label values", "'urgent' (1 rows)", "set multiclass_categories/num_classes to match"],
+        frames=_set("val", "label", {2: "urgent"}), hparams=MULTICLASS,
+    ),
+    "one class in train": DataCase(
+        ["has only one class (1)", "add rows of another class"], frames=_fill("label", 1, "train"),
+    ),
+    # --- values
+    "text in a numeric column": DataCase(
+        ["Column 'count' in the test file must be numeric (it is in tab_field_list)", "'twelve' at row(s) 15", "clean them"],
+        frames=_set("test", "count", {14: "twelve"}),
+    ),
+    "text in a column of upstream codes": DataCase(
+        ["Column 'region' in the train file", "not in categorical_features_to_encode", "'north'",
+         "add it to categorical_features_to_encode"],
+        hparams={"categorical_features_to_encode": []},
+    ),
+    "infinity in a csv": DataCase(
+        ["Column 'score' in the train file has 2 infinite value(s) (inf, -inf) at row(s) 4, 9",
+         "replace them with finite numbers"],
+        frames=_set("train", "score", {3: "inf", 8: "-inf"}),
+    ),
+    "infinity in a parquet float column": DataCase(
+        ["Column 'count' in the val file has 1 infinite value(s) (-inf) at row(s) 2"],
+        frames=_set("val", "count", {1: -np.inf}), fmt="parquet",
+    ),
+    "lists in a numeric parquet column": DataCase(
+        ["Column 'score' in the val file must hold one number per row", "holds lists or structs", "flatten it"],
+        frames=_list_column, fmt="parquet",
+    ),
+    "numeric column without values": DataCase(
+        ["Numeric column(s) ['count'] have no values in the train file"],
+        frames=_fill("count", np.nan, "train"),
+    ),
+    "text column without any text": DataCase(
+        ["Text column 'review' (text_name) is empty in all 16 rows of the val file", "an empty column is not"],
+        frames=_fill("review", np.nan, "val"),
+    ),
+    # --- files
+    "empty file": DataCase(["train.csv is empty"], files=lambda d: (d / "train" / "train.csv").write_text("")),
+    "no file": DataCase(
+        ["No .csv, .tsv or .parquet file in the test folder", "set test_filename"],
+        files=lambda d: (d / "test" / "test.csv").unlink(),
+    ),
+    "wrong extension": DataCase(
+        ["No .csv, .tsv or .parquet file in the val folder", "val.txt"],
+        files=lambda d: (d / "val" / "val.csv").rename(d / "val" / "val.txt"),
+    ),
+    "json lines instead of csv": DataCase(
+        ["No .csv, .tsv or .parquet file in the train folder", "(found ['train.json'])"],
+        files=_as_json_lines("train"),
+    ),
+    "missing channel folder": DataCase(
+        ["The val data folder", "does not exist; put the val split there"],
+        files=lambda d: shutil.rmtree(d / "val"),
+    ),
+    "configured file name not found": DataCase(
+        ["train_filename is 'training.csv'", "holds only ['train.csv']", "fix the name"],
+        hparams={"train_filename": "training.csv"},
+    ),
+    "configured file of another format": DataCase(
+        ["train.xlsx is not a .csv, .tsv or .parquet file", "convert it"],
+        files=lambda d: (d / "train" / "train.xlsx").write_bytes(b"PK\x03\x04"), hparams={"train_filename": "train.xlsx"},
+    ),
+    "malformed csv": DataCase(
+        ["train.csv could not be read as CSV", "Write it again", "an unclosed quote"],
+        files=lambda d: (d / "train" / "train.csv").write_bytes(b'uid,review\n"unterminated'),
+    ),
+    "corrupt parquet": DataCase(
+        ["val.parquet could not be read as PARQUET", "not Parquet at all"], fmt="parquet",
+        files=lambda d: (d / "val" / "val.parquet").write_bytes(b"PAR1 not really parquet"),
+    ),
+    "tsv written with commas": DataCase(
+        ["train.tsv reads as a single column 'uid,review,score", "separated by commas", "save it with tabs or rename it to .csv"],
+        fmt="tsv", files=_resave("train", suffix="tsv", sep=","),
+    ),
+    "csv written with semicolons": DataCase(
+        ["test.csv reads as a single column 'uid;review", "separated by semicolons", "save it with commas."],
+        files=_resave("test", sep=";"),
+    ),
+    "latin-1 csv": DataCase(
+        ["train.csv is not UTF-8 text: line 6 holds the byte b'\\xe9'", "save it as UTF-8"],
+        frames=_set("train", "review", {4: "café très belle"}), files=_resave("train", encoding="latin-1"),
+    ),
+    "utf-16 csv": DataCase(["val.csv is UTF-16 text, not UTF-8", "save it as UTF-8"], files=_resave("val", encoding="utf-16")),
+    # --- upstream artifacts in model_artifacts_input
+    "imputation artifact not json": DataCase(
+        ["impute_dict.json is not valid UTF-8 JSON", "rewrite it or remove it"], env=PRECOMPUTED,
+        files=_artifacts(**{"impute_dict.json": "{'score': 3.0}", "risk_table_map.json": TABLES}),
+    ),
+    "imputation value not finite": DataCase(
+        ["impute_dict.json: the value for 'count' is nan; it must be a finite number"], env=PRECOMPUTED,
+        files=_artifacts(**{"impute_dict.json": '{"score": 3.0, "count": NaN}', "risk_table_map.json": TABLES}),
+    ),
+    "risk table without bins": DataCase(
+        ["The risk table for 'region'", "has no 'bins'", "must look like"], env=PRECOMPUTED,
+        files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": '{"region": {"default_bin": 0.6}}'}),
+    ),
+    "risk table without default_bin": DataCase(
+        ["The risk table for 'region'", "has no 'default_bin'"], env=PRECOMPUTED,
+        files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": '{"region": {"bins": {"north": 0.9}}}'}),
+    ),
+    "column encoded with another risk table": DataCase(
+        ["Column 'region' holds fractional numbers that are neither categories nor rates", "(e.g. [0.33"], env=PRECOMPUTED,
+        frames=_fill("region", 0.33),
+        files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": TABLES}),
+    ),
+    "feature selection of unknown columns only": DataCase(
+        ["selected_features.json selects none of the tabular fields", "select at least one of them"],
+        files=_artifacts(**{"selected_features.json": '["Score", "Count"]'}),
+    ),
+    "feature selection in another format": DataCase(
+        ["selected_features.json must hold a JSON list of column names"],
+        files=_artifacts(**{"selected_features.json": '{"features": ["score"]}'}),
     ),
 }
 
 
-@pytest.mark.parametrize("change,hparams,fragments", DATA_CASES.values(), ids=DATA_CASES.keys())
-def test_bad_data_stops_before_tokenization(tmp_path, tiny_bert, run_main, change, hparams, fragments):
-    multiclass = "multiclass_categories" in hparams
-    frames = _frames(multiclass)
-    change(frames)
-    base = write_job(tmp_path, hyperparameters(tiny_bert, **hparams), frames=frames)
-    assert_rejected(base, run_main(base), fragments)
+@pytest.mark.parametrize("case", DATA_CASES.values(), ids=DATA_CASES.keys())
+def test_bad_data_stops_before_tokenization(tmp_path, tiny_bert, run_main, case):
+    frames = _frames(multiclass="multiclass_categories" in case.hparams)
+    if case.frames:
+        case.frames(frames)
+    base = write_job(tmp_path, hyperparameters(tiny_bert, **case.hparams), fmt=case.fmt, frames=frames)
+    if case.files:
+        case.files(base / "input" / "data")
+    assert_rejected(base, run_main(base, case.env), case.fragments)
 
 
-@pytest.mark.parametrize(
-    "damage,fragments",
-    [
-        (lambda d: (d / "train" / "train.csv").write_text(""), ["train.csv is empty"]),
-        (lambda d: (d / "test" / "test.csv").unlink(), ["No .csv, .tsv or .parquet file in the test folder", "set test_filename"]),
-        (lambda d: (d / "val" / "val.csv").rename(d / "val" / "val.txt"), ["No .csv, .tsv or .parquet file in the val folder", "val.txt"]),
-        (lambda d: (d / "train" / "train.csv").write_bytes(b'uid,review\n"unterminated'), ["train.csv could not be read as CSV"]),
-    ],
-    ids=["empty file", "no file", "wrong extension", "malformed csv"],
-)
-def test_unusable_split_files(tmp_path, tiny_bert, run_main, damage, fragments):
-    base = write_job(tmp_path, hyperparameters(tiny_bert), frames=_frames())
-    damage(base / "input" / "data")
-    assert_rejected(base, run_main(base), fragments)
+def _validate(frames, **hparams):
+    config = validate_config(hyperparameters("/no-tokenizer-needed", **hparams))
+    validate_splits(config, frames, dict.fromkeys(frames, "file"))
 
 
-def test_configured_file_name_not_found(tmp_path, tiny_bert, run_main):
-    base = write_job(tmp_path, hyperparameters(tiny_bert, train_filename="training.csv"), frames=_frames())
-    assert_rejected(base, run_main(base), ["train_filename is 'training.csv'", "holds only ['train.csv']", "fix the name"])
-
-
-def test_corrupt_parquet(tmp_path, tiny_bert, run_main):
-    base = write_job(tmp_path, hyperparameters(tiny_bert), fmt="parquet", frames=_frames())
-    (base / "input" / "data" / "val" / "val.parquet").write_bytes(b"PAR1 not really parquet")
-    assert_rejected(base, run_main(base), ["val.parquet could not be read as PARQUET"])
-
-
-def test_tsv_written_with_commas(tmp_path, tiny_bert, run_main):
+def test_repeated_ids_are_a_warning_not_an_error(caplog):
     frames = _frames()
-    base = write_job(tmp_path, hyperparameters(tiny_bert), fmt="tsv", frames=frames)
-    frames["train"].to_csv(base / "input" / "data" / "train" / "train.tsv", index=False)
-    assert_rejected(base, run_main(base), ["The train file", "lacks 6 configured column(s)", "Its columns are ['uid,review,score"])
+    frames["val"].loc[[3, 5, 9], "uid"] = "id-1-00003"
+    with caplog.at_level(logging.WARNING):
+        _validate(frames)
+    assert "The val file has 3 rows whose uid is not unique (e.g. 'id-1-00003')" in caplog.text
+    assert "join predictions back by row order" in caplog.text
+    assert "train file" not in caplog.text
+
+
+def test_some_empty_text_is_fine_and_whitespace_counts_as_empty():
+    frames = _frames()
+    frames["train"].loc[: len(frames["train"]) - 2, "review"] = np.nan
+    _validate(frames)  # one row of text left: fine
+    frames["train"]["review"] = frames["train"]["review"].fillna(" \n ").astype(str).str.replace(r"\S", " ", regex=True)
+    with pytest.raises(DataError, match="Text column 'review' \\(text_name\\) is empty in all 40 rows of the train file"):
+        _validate(frames)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 20])
+def test_the_first_byte_that_is_not_utf8_is_found_across_read_blocks(tmp_path, block):
+    path = tmp_path / "split.csv"
+    path.write_bytes("a,b\n".encode() + "é,😀\n".encode() * 3 + b"x,\xe9t\xc3\n")
+    assert _first_invalid_utf8(path, block) == (5, b"\xe9")
+    path.write_bytes("a\nb\n".encode() + "é".encode()[:1])  # cut inside the last character
+    assert _first_invalid_utf8(path, block) == (3, b"\xc3")

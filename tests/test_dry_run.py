@@ -7,21 +7,30 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import shutil
+import subprocess
 import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from synthetic import NEUTRAL, hyperparameters, make_rows, write_job
 from test_failures import assert_failed_cleanly
 
 import pytorch_training
+from contracts import resolve_paths
+from export.staging import WORK_PREFIX
 from hyperparams import validate_config
-from training.dry_run import _time_estimate, sample_split
+from training.dry_run import JobRecord, _time_estimate, sample_split
+from training.dry_run import dry_run as dry_run_report
 from training.timing import StepTimer
 
+ROOT = Path(__file__).resolve().parent.parent
 LONG_ROWS = [5, 50, 120]  # train rows given ~200 words: more than max_total_chunks=3 chunks of max_sen_len=32
 
 
@@ -80,7 +89,7 @@ def test_writes_nothing_where_a_real_run_reads_or_writes(dry_run):
     assert snapshot(base / "model") == dry_run.before["model"]
     assert not (base / "output" / "data").exists()
     assert not (base / "output" / "failure").exists()
-    assert not list(base.glob(".model-staging-*"))
+    assert not list(base.rglob(f"{WORK_PREFIX}*"))
     assert list(dry_run.scratch_root.iterdir()) == [], "the scratch folder was not removed"
 
 
@@ -176,3 +185,45 @@ def test_epoch_estimate_arithmetic():
     ]
     two_processes = _time_estimate(config, labels, SimpleNamespace(callbacks=[timer], world_size=2))
     assert "5 steps x 2.00 s + 2 validation(s) x 0m01s = 0m12s" in two_processes[1]
+
+
+def test_report_counts_the_features_an_upstream_selection_keeps(tmp_path, tiny_bert, monkeypatch):
+    """The report and the validation use the config after model_artifacts_input's selection, as the job does:
+    the files may lack the column the selection drops."""
+    sizes = (("train", 40), ("val", 16), ("test", 16))
+    frames = {split: make_rows(n, i).drop(columns=["count"]) for i, (split, n) in enumerate(sizes)}
+    base = write_job(tmp_path, hyperparameters(tiny_bert), frames=frames)
+    artifacts = base / "input" / "data" / "model_artifacts_input"
+    artifacts.mkdir()
+    (artifacts / "selected_features.json").write_text('{"selected_features": ["score", "region"]}')
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    jobs = []
+
+    def job(scratch):
+        jobs.append(scratch)
+        timer = StepTimer()
+        timer.train_seconds, timer.validation_seconds, timer.validation_rows = [1.0, 1.0], [1.0], [16]
+        return JobRecord(torch.nn.Linear(2, 2), SimpleNamespace(callbacks=[timer], world_size=1), {})
+
+    text = dry_run_report(resolve_paths(), job)
+    assert "Tabular features: 2 (score, region__risk)" in text
+    assert jobs[0].artifacts_input_dir == artifacts  # the job in the scratch folder applies the same selection
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_a_dry_run_of_the_demo_keeps_the_previous_demo_model(tmp_path):
+    """`DRY_RUN=true make demo` must not delete what the last `make demo` trained; a plain `make demo` starts clean."""
+    model = tmp_path / "model" / "model.pth"
+
+    def make_demo(dry_run: str) -> None:
+        env = {**os.environ, "DRY_RUN": dry_run}
+        command = ["make", "-s", "-o", "setup", "-o", ".venv/.installed", "demo", "PY=true", f"DEMO_DIR={tmp_path}"]
+        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+
+    for value in ("true", "TRUE", "1"):
+        model.parent.mkdir(exist_ok=True)
+        model.write_bytes(b"previous model")
+        make_demo(value)
+        assert model.read_bytes() == b"previous model", value
+    make_demo("false")
+    assert not model.parent.exists()

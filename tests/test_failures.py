@@ -9,9 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import run_job_in_process
 from synthetic import hyperparameters, make_rows, write_job
 
+from contracts.failure import failure_reason as failure_reason_of
 from export.staging import WORK_PREFIX
 
 
@@ -139,3 +141,40 @@ def test_late_failure_of_a_first_run_leaves_no_model_and_no_evaluation(tmp_path,
     assert_failed_cleanly(base, run_main(base), "simulated late failure")
     assert job_outputs(base) == {}
     assert (base / "output" / "data" / "tensorboard_train").is_dir()  # the curves of the failed run stay
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.1 GiB"),
+        RuntimeError("MPS backend out of memory (MPS allocated: 8.00 GB, other allocations: 1.2 GB)"),
+    ],
+    ids=["cuda", "other backend"],
+)
+def test_device_out_of_memory_says_which_settings_lower_memory(exc):
+    reason = failure_reason_of(exc)
+    assert reason.startswith("Out of GPU memory; lower batch_size (raise accumulate_grad_batches")
+    for setting in ("max_sen_len", "max_total_chunks", "fp16=true", "gradient_checkpointing=true"):
+        assert setting in reason
+    assert str(exc).split(".")[0] in reason and "looks like a bug" not in reason
+
+
+def test_host_out_of_memory_and_other_errors():
+    host = RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to ...")
+    assert failure_reason_of(host).startswith("Out of memory; lower batch_size")
+    assert failure_reason_of(MemoryError()).startswith("Out of memory; lower batch_size")
+    assert failure_reason_of(RuntimeError("shape mismatch")) == (
+        "Unexpected RuntimeError: shape mismatch. This looks like a bug; the traceback below shows where."
+    )
+
+
+def test_out_of_memory_in_training_reaches_the_failure_file(tmp_path, tiny_bert, run_main, monkeypatch):
+    import pytorch_training
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(pytorch_training, "fit", out_of_memory)
+    base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1), rows=(24, 8, 8))
+    reason = ("Out of GPU memory; lower batch_size", "(CUDA out of memory. Tried to allocate 20.00 MiB)")
+    assert_failed_cleanly(base, run_main(base), *reason)

@@ -18,6 +18,7 @@ from contracts import ConfigError, DataError, RunSwitches
 from hyperparams import validate_config
 from processing.precomputed import GivenRiskTables, apply_pipeline_inputs, load_plain_pickle, pipeline_input_files
 from processing.preparation import prepare_data
+from processing.validation import validate_splits
 
 # As the upstream imputation and risk-table steps write them.
 IMPUTE = {"score": 3.0, "count": 25.0}
@@ -166,9 +167,18 @@ def test_selected_features_restrict_the_tabular_fields(tmp_path, tiny_bert, cont
     assert restricted.tab_field_list == ["score"]
     assert restricted.cat_field_list == ["region"]
     assert restricted.tabular_feature_names == ["score", "region__risk"]
-    assert restricted.full_field_list == config.full_field_list
+    assert restricted.full_field_list == [f for f in config.full_field_list if f != "count"]  # files may lack it
     if isinstance(content, list):
         assert "['not_a_tabular_field'], which are not in tab_field_list or cat_field_list; ignored" in caplog.text
+
+
+def test_split_files_need_not_hold_the_fields_a_selection_drops(tmp_path, tiny_bert):
+    folder = artifacts_dir(tmp_path, selected_features_json=["score", "region"])
+    config = apply_pipeline_inputs(validate_config(hyperparameters(tiny_bert)), folder, NEITHER)
+    frames = {split: make_rows(20, seed=i).drop(columns=["count"]) for i, split in enumerate(("train", "val", "test"))}
+    validate_splits(config, frames, dict.fromkeys(frames, "file"))
+    with pytest.raises(DataError, match=r"lacks 1 configured column\(s\): 'score' \(tab_field_list\)"):
+        validate_splits(config, {**frames, "val": frames["val"].drop(columns=["score"])}, dict.fromkeys(frames, "file"))
 
 
 def test_selection_that_keeps_no_tabular_field_is_an_error(tmp_path, tiny_bert):

@@ -21,6 +21,8 @@ from docker_image import job_environment, lay_out_image
 from synthetic import hyperparameters, write_job
 from test_end_to_end import MODEL_FILES
 
+from export.staging import WORK_PREFIX
+
 TOOLKIT_TRAIN = Path(sys.executable).parent / "train"
 OUTPUT_DATA = {"metrics.json", "predict_results.pth", "val_predictions.csv", "test_predictions.csv",
                "tensorboard_eval", "tensorboard_train"}
@@ -81,7 +83,7 @@ def test_model_and_output_data_hold_exactly_the_documented_files(toolkit_job):
     _, base, _ = toolkit_job
     assert {p.name for p in (base / "model").iterdir()} == set(MODEL_FILES)
     assert {p.name for p in (base / "output" / "data").iterdir()} == OUTPUT_DATA
-    assert not list(base.glob(".model-staging-*"))
+    assert not list(base.rglob(f"{WORK_PREFIX}*"))
 
 
 def test_checkpoints_go_to_the_checkpoint_config_local_path(toolkit_job):

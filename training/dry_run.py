@@ -1,6 +1,7 @@
 """``DRY_RUN=true``: the real job on a small sample of every split, in a scratch folder, then a report.
 
-The dry run first validates the configuration, the tokenizer limit and the whole of every split
+The dry run first validates the configuration (with the feature selection and artifacts of
+``model_artifacts_input`` applied, as in the job), the tokenizer limit and the whole of every split
 (so a bad value in any row fails it, as it would fail the real job). It then writes a small
 sample of each split and the hyperparameters into a temporary folder shaped like ``/opt/ml`` and
 runs the unchanged job there for one epoch: preprocessing, ``DRY_RUN_STEPS`` training steps, one validation batch, the export
@@ -31,11 +32,12 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from contracts import ContractPaths
+from contracts import ContractPaths, RunSwitches
 from hyperparams import Config, read_hyperparameters, validate_config
 from models.backbone import Backbone
 from models.registry import trainable_parameters
 from processing.files import read_splits, write_table
+from processing.precomputed import apply_pipeline_inputs
 from processing.preparation import encode_labels, encode_texts
 from processing.tabular import parse_numeric
 from processing.text import RaggedChunks
@@ -66,7 +68,7 @@ def dry_run(paths: ContractPaths, job: Callable[[ContractPaths], JobRecord]) -> 
     """Validate everything, run ``job`` on samples in a scratch folder, print and return the report."""
     started = time.perf_counter()
     raw = read_hyperparameters([paths.code_hyperparameters, paths.job_hyperparameters])
-    config = validate_config(raw)
+    config = apply_pipeline_inputs(validate_config(raw), paths.artifacts_input_dir, RunSwitches.from_env())
     tokenizer = load_tokenizer(config.tokenizer)
     check_sequence_limit(config, tokenizer, Backbone.pretrained(config.tokenizer).max_positions)
     files, frames = read_splits(paths.channels, config)
@@ -109,7 +111,7 @@ def sample_split(config: Config, frame: pd.DataFrame, labels: np.ndarray, rows: 
     _, first_of_class = np.unique(labels, return_index=True)
     required = set(first_of_class.tolist())
     if config.uses_tabular:
-        numbers = parse_numeric(frame, config.numeric_fields, "sample")
+        numbers = parse_numeric(frame, config.numeric_fields, "sample", config.passthrough_categorical_fields)
         required.update(int(np.argmax(column)) for column in numbers.notna().to_numpy().T if column.any())
     rest = np.setdiff1d(np.arange(len(frame)), sorted(required))
     rng = np.random.default_rng(config.seed)
