@@ -72,6 +72,7 @@ from training.logs import configure_logging
 from training.trainer import build_trainer, fit, trained_model, training_module
 
 log = logging.getLogger("pytorch_training")
+TRAINING_LOG_FOLDER = "tensorboard_train"  # written during training; the evaluation's staging keeps it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +127,7 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     train_loader, val_loader = fit_loaders(data.splits, config, pad_id=tokenizer.pad_token_id or 0, on_gpu=plan.on_gpu)
     module = training_module(model, config, plan)
     trainer = build_trainer(
-        config, plan, len(frames["train"]), paths.checkpoints_dir, paths.output_data_dir / "tensorboard_train",
+        config, plan, len(frames["train"]), paths.checkpoints_dir, paths.output_data_dir / TRAINING_LOG_FOLDER,
         digests, stop,
     )
     fit(trainer, module, train_loader, val_loader, resume)
@@ -165,7 +166,8 @@ def export_and_evaluate(
     loaders = {
         split: evaluation_loader(data.splits[split], config, pad_id=pad_id, on_gpu=on_gpu) for split in ("val", "test")
     }
-    with staged_directories(paths.model_dir, paths.output_data_dir) as (staging, data_staging):
+    training_curves = frozenset({TRAINING_LOG_FOLDER})
+    with staged_directories(paths.model_dir, paths.output_data_dir, keep=training_curves) as (staging, data_staging):
         bundle = artifacts_bundle(
             config,
             model.input_names,
@@ -180,7 +182,9 @@ def export_and_evaluate(
             model, loaders["val"].collate_fn, len(frames["val"]), staging / "model.onnx", backbone.max_positions
         )
         results = {
-            split: SplitResult(data.splits[split].labels, predict_probabilities(model, loaders[split], device), frames[split], files[split])
+            split: SplitResult(
+                data.splits[split].labels, predict_probabilities(model, loaders[split], device), frames[split], files[split]
+            )
             for split in ("val", "test")
         }
         metrics = write_evaluation(data_staging, config, results, step=trainer.global_step)

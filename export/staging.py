@@ -4,10 +4,12 @@ Each final folder gets a hidden work folder inside it (``.staging-<id>/``), so e
 rename within one filesystem: ``model/`` and ``output/data/`` are often separate mounts (SageMaker
 local mode, docker-compose), where a rename from a sibling folder would fail. The job writes into
 the staging folders; at the end each staged entry replaces the entry of the same name in its final
-folder, and the replaced one is parked in the work folder until every folder is done. An error
-while moving puts every moved entry back, so the final folders hold either the previous outputs or
-this run's, never a mix; only a process killed during those few renames can leave one. Entries the
-run does not write (``tensorboard_train/`` beside the evaluation files) are kept as they are.
+folder. Whatever a previous run left there is parked in the work folder until every folder is
+done, so a stale file (``val_predictions.csv`` after a switch to Parquet, an old tokenizer's vocab)
+never sits beside the new outputs. An error while moving puts every moved entry back, so the final
+folders hold either the previous outputs or this run's, never a mix; only a process killed during
+those few renames can leave one. Entries named in ``keep`` (``tensorboard_train/``, written during
+training beside the evaluation files) are left as they are.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ WORK_PREFIX = ".staging-"
 
 
 @contextlib.contextmanager
-def staged_directories(*final_dirs: Path) -> Iterator[tuple[Path, ...]]:
+def staged_directories(*final_dirs: Path, keep: frozenset[str] = frozenset()) -> Iterator[tuple[Path, ...]]:
     """One staging folder per final folder; all move into place when the block succeeds, none when it fails."""
     for final_dir in final_dirs:  # all before any new work folder, in case two final folders are one
         _remove_leftovers(final_dir)
     works = [_work_folder(final_dir) for final_dir in final_dirs]
     try:
         yield tuple(work / "new" for work in works)
-        _commit(list(zip(works, final_dirs)))
+        _commit(list(zip(works, final_dirs)), keep)
     finally:
         for work in works:
             shutil.rmtree(work, ignore_errors=True)
@@ -49,16 +51,16 @@ def _work_folder(final_dir: Path) -> Path:
     return work
 
 
-def _commit(pairs: list[tuple[Path, Path]]) -> None:
-    """Move every staged entry into place, parking what it replaces; on any error undo every move."""
+def _commit(pairs: list[tuple[Path, Path]], keep: frozenset[str]) -> None:
+    """Park the previous entries and move every staged one into place; on any error undo every move."""
     moves: list[tuple[Path, Path]] = []
     try:
         for work, final_dir in pairs:
+            for previous in sorted(final_dir.iterdir()):
+                if previous.name not in keep and not previous.name.startswith(WORK_PREFIX):
+                    _rename(previous, work / "replaced" / previous.name, moves)
             for item in sorted((work / "new").iterdir()):
-                target = final_dir / item.name
-                if target.exists() or target.is_symlink():
-                    _rename(target, work / "replaced" / item.name, moves)
-                _rename(item, target, moves)
+                _rename(item, final_dir / item.name, moves)
     except BaseException:
         for source, target in reversed(moves):
             os.replace(target, source)

@@ -10,6 +10,9 @@ import pytest
 from export.staging import WORK_PREFIX, staged_directories
 
 
+KEEP = frozenset({"tensorboard_train"})
+
+
 def contents(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -22,8 +25,9 @@ def previous(tmp_path) -> tuple[Path, Path]:
     (data / "tensorboard_train").mkdir()
     model.mkdir()
     for path, text in {
-        model / "model.pth": "old weights", model / "manifest.json": "old manifest",
+        model / "model.pth": "old weights", model / "manifest.json": "old manifest", model / "vocab.txt": "old vocab",
         data / "metrics.json": "old metrics", data / "tensorboard_eval" / "events.old": "old events",
+        data / "val_predictions.csv": "old predictions",
         data / "tensorboard_train" / "events.train": "training curves",
     }.items():
         path.write_text(text)
@@ -38,9 +42,11 @@ def stage_new_run(model_stage: Path, data_stage: Path) -> None:
     (data_stage / "tensorboard_eval" / "events.new").write_text("new events")
 
 
-def test_a_finished_block_replaces_what_it_wrote_and_keeps_the_rest(previous):
+def test_a_finished_block_replaces_the_previous_outputs_but_the_kept_ones(previous):
+    """The previous run's files that this run does not write (an old tokenizer's vocab, predictions
+    in another format) go too: the folders then hold exactly one run's outputs."""
     model, data = previous
-    with staged_directories(model, data) as (model_stage, data_stage):
+    with staged_directories(model, data, keep=KEEP) as (model_stage, data_stage):
         assert model_stage.parent.parent == model and data_stage.parent.parent == data  # same filesystem
         stage_new_run(model_stage, data_stage)
     assert contents(model) == {"manifest.json": "new manifest", "model.pth": "new weights"}
@@ -53,7 +59,7 @@ def test_a_finished_block_replaces_what_it_wrote_and_keeps_the_rest(previous):
 def test_a_failed_block_changes_nothing(previous):
     model, data = previous
     before = contents(model), contents(data)
-    with pytest.raises(RuntimeError, match="export failed"), staged_directories(model, data) as stages:
+    with pytest.raises(RuntimeError, match="export failed"), staged_directories(model, data, keep=KEEP) as stages:
         stage_new_run(*stages)
         raise RuntimeError("export failed")
     assert (contents(model), contents(data)) == before
@@ -71,7 +77,7 @@ def test_a_failure_while_moving_into_place_puts_every_moved_entry_back(previous,
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(OSError, match="disk full"), staged_directories(model, data) as stages:
+    with pytest.raises(OSError, match="disk full"), staged_directories(model, data, keep=KEEP) as stages:
         stage_new_run(*stages)
     assert (contents(model), contents(data)) == before
     assert not list(model.parent.rglob(f"{WORK_PREFIX}*"))
