@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 dry_run(paths, partial(train_and_export, argv=args, stop=stop))
             else:
                 print_metric_lines(train_and_export(paths, args, stop).metrics)
-    except (Exception, KeyboardInterrupt) as exc:
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:  # an exit raised inside the job is a failure too
         if first_on_node or not paths.failure_file.exists():
             write_failure(paths.failure_file, exc)
         log.error("Job failed: %s", failure_reason(exc), exc_info=exc)

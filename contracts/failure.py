@@ -23,6 +23,11 @@ def failure_reason(exc: BaseException) -> str:
     first = message.splitlines()[0] if message else ""
     if isinstance(exc, UserError):
         reason = first or type(exc).__name__
+    elif isinstance(exc, (KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl+C into SystemExit
+        reason = (
+            "interrupted (Ctrl+C, or an exit raised inside the job) before it finished; a restart with the same "
+            "config resumes from the newest checkpoint, if training had written one."
+        )
     elif isinstance(exc, MemoryError):
         reason = "Out of memory; lower batch_size or max_sen_len/max_total_chunks, or use a larger instance."
     else:

@@ -111,6 +111,22 @@ def test_sigterm_to_the_job_process_checkpoints_and_exits_within_30s(tmp_path, t
     assert not (base / "model").exists()
 
 
+def test_ctrl_c_during_training_writes_a_failure_file(tmp_path, tiny_bert, run_main, monkeypatch):
+    """Lightning answers KeyboardInterrupt with ``sys.exit(1)``; the job still reports why it stopped."""
+    base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1), rows=(32, 16, 16))
+
+    def interrupt(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClassifierModule, "training_step", interrupt)
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    try:
+        assert run_main(base) == 1
+    finally:
+        signal.signal(signal.SIGINT, ctrl_c)  # Lightning ignores Ctrl+C from then on
+    assert failure_reason(base).startswith("interrupted (Ctrl+C, or an exit raised inside the job) before it finished")
+
+
 def test_finished_run_is_not_retrained_and_another_config_is_refused(tmp_path, tiny_bert, run_main):
     base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1, early_stop_patience=1), rows=(48, 12, 12))
     assert run_main(base) == 0
