@@ -4,8 +4,13 @@ preprocessing handshake, and real 2-process DDP and FSDP runs on CPU through the
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import socket
 import threading
 import time
+from datetime import timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -147,6 +152,38 @@ def test_other_local_ranks_wait_for_rank_zero_to_preprocess(tmp_path, monkeypatc
     with local_rank_zero_first(tmp_path / "node", "xyz"):
         assert not (tmp_path / "node" / "ready-xyz").exists()
     assert (tmp_path / "node" / "ready-xyz").exists()
+
+
+def _rank_waiting_for_a_slow_writer(rank: int, port: int, results) -> None:
+    """One of two gloo ranks whose process group times out after 2 s, while global rank 0 writes for 5 s."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=2))
+    try:
+        with distributed.others_wait_for_global_zero(SimpleNamespace(is_global_zero=rank == 0)) as writer:
+            if writer:
+                time.sleep(5)
+        results.put((rank, "left together"))
+    except RuntimeError as exc:
+        results.put((rank, str(exc)[:300]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_other_ranks_outwait_a_writer_slower_than_the_process_group_timeout():
+    """Rank 0's export and evaluation can outlast the training process group's timeout; the other
+    ranks' wait for it must not time out with it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    ranks = [context.Process(target=_rank_waiting_for_a_slow_writer, args=(r, port, results)) for r in range(2)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(timeout=120)
+        process.kill()
+    assert sorted(results.get(timeout=1) for _ in ranks) == [(0, "left together"), (1, "left together")]
 
 
 def two_process_job(base, tiny_bert, strategy: str):

@@ -20,10 +20,12 @@ import os
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 
 from contracts import ConfigError
 from hyperparams import Config
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 
 MASTER_PORT = 29500  # the torch.distributed default; every SageMaker host uses the same one
 TORCHRUN_VARIABLES = ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "WORLD_SIZE")
+# How long the other ranks wait for global rank 0 to export and evaluate: longer than any job may
+# run (SageMaker's limit is 28 days), because that work grows with the val/test splits without
+# bound. A rank 0 that fails or dies closes its connections, which ends the wait at once.
+WAIT_FOR_WRITER = timedelta(days=28)
 
 
 @dataclass(frozen=True)
@@ -167,8 +173,16 @@ def local_rank_zero_first(folder: Path, key: str, poll_seconds: float = 0.5) -> 
 
 @contextlib.contextmanager
 def others_wait_for_global_zero(trainer: pl.Trainer) -> Iterator[bool]:
-    """Yields whether this is global rank 0; every rank leaves the block together, also when rank 0's part fails."""
+    """Yields whether this is global rank 0; every rank leaves the block together, also when rank 0's part fails.
+
+    The wait is a barrier in a gloo group of its own with the ``WAIT_FOR_WRITER`` timeout: in the
+    training process group it would end after that group's timeout (30 minutes by default), which
+    stays short so that a rank hanging during training is noticed.
+    """
+    distributed = dist.is_available() and dist.is_initialized()
+    waiting_room = dist.new_group(backend="gloo", timeout=WAIT_FOR_WRITER) if distributed else None
     try:
         yield trainer.is_global_zero
     finally:
-        trainer.strategy.barrier("global rank 0 finished writing")
+        if waiting_room is not None:
+            dist.barrier(group=waiting_room)
