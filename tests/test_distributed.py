@@ -78,6 +78,43 @@ def test_contradicting_process_settings_name_what_to_change(tiny_bert, overrides
         plan_processes(config(tiny_bert, **overrides), environ)
 
 
+@pytest.fixture
+def four_gpus(monkeypatch):
+    """No GPU exists here: the device count is the one thing these tests have to fake."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "environ", "expected"),
+    [
+        ({}, {}, ("gpu", 4, "ddp")),  # every visible GPU, with DDP
+        ({}, {"SM_NUM_GPUS": "2"}, ("gpu", 2, "ddp")),
+        ({}, {"SM_NUM_GPUS": "1"}, ("gpu", 1, "single")),
+        ({}, {"SM_NUM_GPUS": "0"}, ("cpu", 1, "single")),
+        ({"devices": 3}, {"SM_NUM_GPUS": "2"}, ("gpu", 3, "ddp")),  # the hyperparameter wins
+        ({"devices": 1}, {}, ("gpu", 1, "single")),
+    ],
+)
+def test_gpus_used_by_default_sagemakers_count_and_explicit_devices(four_gpus, tiny_bert, overrides, environ, expected):
+    cfg = validate_config(hyperparameters(tiny_bert, **overrides))
+    plan = plan_processes(cfg, environ)
+    assert (plan.accelerator, plan.devices, plan.strategy) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sm_num_gpus", "message"),
+    [
+        ({}, "8", r"devices=auto and SM_NUM_GPUS=8, but 4 GPU\(s\) are visible; .*set devices to a number from 1 to 4"),
+        ({"accelerator": "gpu"}, "0", r"devices=auto and SM_NUM_GPUS=0, but 4 GPU\(s\) are visible"),
+        ({}, "two", r"SM_NUM_GPUS='two' is not a number of GPUs"),
+    ],
+)
+def test_sagemakers_gpu_count_that_cannot_be_met_is_a_config_error(four_gpus, tiny_bert, overrides, sm_num_gpus, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_processes(validate_config(hyperparameters(tiny_bert, **overrides)), {"SM_NUM_GPUS": sm_num_gpus})
+
+
 def test_gpu_requested_without_one_is_a_config_error(tiny_bert, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="accelerator='gpu' but no GPU is visible"):

@@ -9,6 +9,9 @@ Three ways to start the job, one outcome (``ProcessPlan``):
   host, port ``MASTER_PORT``), exported before the Trainer is built;
 - ``torchrun``: every rank is started by torchrun, whose variables (``RANK``, ``LOCAL_RANK``,
   ``GROUP_RANK``, ``LOCAL_WORLD_SIZE``, ``WORLD_SIZE``) decide devices and nodes.
+
+Devices per node, unless torchrun decides: ``devices`` when set, else ``SM_NUM_GPUS`` when SageMaker
+sets it (0: train on the CPU), else every visible GPU (one process on a machine without one).
 """
 
 from __future__ import annotations
@@ -75,14 +78,15 @@ class ProcessPlan:
 def plan_processes(config: Config, environ: Mapping[str, str] | None = None) -> ProcessPlan:
     """Devices, nodes and strategy from the config and the launch environment (``os.environ`` by default)."""
     env = os.environ if environ is None else environ
-    accelerator = _accelerator(config.accelerator)
+    sagemaker_gpus = _sagemaker_gpus(env)
+    accelerator = _accelerator(config.accelerator, sagemaker_gpus)
     if all(name in env for name in TORCHRUN_VARIABLES):
         devices = int(env["LOCAL_WORLD_SIZE"])
         nodes, node_rank, rendezvous = int(env["WORLD_SIZE"]) // devices, int(env["GROUP_RANK"]), {}
         launcher = "torchrun"
         _must_agree("devices", config.devices, devices, "torchrun's --nproc_per_node")
     else:
-        devices = _devices(config.devices, accelerator)
+        devices = _devices(config.devices, accelerator, sagemaker_gpus)
         nodes, node_rank, rendezvous = _sagemaker_hosts(env)
         launcher = "lightning"
     nodes_source = "torchrun's --nnodes" if launcher == "torchrun" else "the hosts in SM_HOSTS"
@@ -91,17 +95,39 @@ def plan_processes(config: Config, environ: Mapping[str, str] | None = None) -> 
     return ProcessPlan(accelerator, devices, nodes, node_rank, strategy, launcher, rendezvous)
 
 
-def _accelerator(requested: str) -> str:
+def _sagemaker_gpus(env: Mapping[str, str]) -> int | None:
+    """``SM_NUM_GPUS``: the GPUs SageMaker gives the job (None when not set)."""
+    raw = env.get("SM_NUM_GPUS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ConfigError(
+            f"SM_NUM_GPUS={raw!r} is not a number of GPUs; SageMaker sets it to the instance's GPU count, "
+            "so check a hand-made environment (or unset it)."
+        )
+    return int(raw)
+
+
+def _accelerator(requested: str, sagemaker_gpus: int | None) -> str:
     if requested == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
+        return "gpu" if torch.cuda.is_available() and sagemaker_gpus != 0 else "cpu"
     if requested in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"accelerator={requested!r} but no GPU is visible; set accelerator to auto or cpu.")
     return "gpu" if requested == "cuda" else requested
 
 
-def _devices(requested: int | str, accelerator: str) -> int:
+def _devices(requested: int | str, accelerator: str, sagemaker_gpus: int | None) -> int:
+    """Processes per node: an explicit ``devices`` wins, then ``SM_NUM_GPUS``, then every visible GPU."""
     if accelerator == "gpu":
         visible = torch.cuda.device_count()
+        if requested == "auto" and sagemaker_gpus is not None:
+            if not 0 < sagemaker_gpus <= visible:
+                raise ConfigError(
+                    f"devices=auto and SM_NUM_GPUS={sagemaker_gpus}, but {visible} GPU(s) are visible; "
+                    "make the GPUs visible to the container (docker run --gpus all), or set devices to a number "
+                    f"from 1 to {visible} (or accelerator=cpu)."
+                )
+            return sagemaker_gpus
         if requested == "auto":
             return visible
         if requested > visible:
