@@ -111,7 +111,7 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     files, frames = read_splits(paths.channels, config)
     validate_splits(config, frames, files)
     digests = data_digests(files)
-    resume = checkpoint_to_resume(paths.checkpoints_dir, config, digests)
+    resume = checkpoint_to_resume(paths.checkpoints_dir, config, digests, plan.world_size)
     cache_dir = paths.checkpoints_dir / "preprocessed"
     with local_rank_zero_first(cache_dir, run_fingerprint(config, digests)):
         data = prepare_data(config, frames, tokenizer, files, TextCache(cache_dir))

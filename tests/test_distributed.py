@@ -249,6 +249,7 @@ def test_ddp_on_two_processes_writes_one_set_of_artifacts(ddp_job):
     assert len(list((base / "output" / "data" / "tensorboard_eval").glob("events.out.tfevents.*"))) == 1
     assert len(list((base / "output" / "data" / "tensorboard_train").glob("events.out.tfevents.*"))) == 1
     assert len(list((base / "checkpoints").glob("epoch=*-step=*.ckpt"))) == 1
+    assert torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)["run"]["world_size"] == 2
     assert not (base / "output" / "failure").exists()
     # rank 0 tokenized; rank 1 found all three splits in the node's cache
     assert result.stdout.count("tokenized text loaded from the cache") == 3

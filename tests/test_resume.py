@@ -20,7 +20,7 @@ from synthetic import hyperparameters, write_job
 from contracts import ConfigError
 from hyperparams import validate_config
 from models.lightning_module import ClassifierModule
-from training.checkpoints import AtomicCheckpointIO, RunState, checkpoint_to_resume
+from training.checkpoints import AtomicCheckpointIO, RunState, checkpoint_to_resume, run_fingerprint
 
 ROWS = (160, 16, 16)  # 10 steps per epoch
 HPARAMS = {"max_epochs": 3, "val_check_interval": 0.5, "dropout_keep": 0.7, "load_ckpt": True, "early_stop_patience": 20}
@@ -197,7 +197,9 @@ def test_finished_run_is_not_retrained_and_another_config_is_refused(tmp_path, t
     base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1, early_stop_patience=1), rows=(48, 12, 12))
     assert run_main(base) == 0
     first = model_weights(base)
-    steps = torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    saved = torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)
+    steps = saved["global_step"]
+    assert saved["run"]["world_size"] == 1
 
     assert run_main(base) == 0  # restarted after it finished, e.g. a retried job: nothing to train
     assert torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == steps
@@ -217,11 +219,23 @@ def test_unreadable_checkpoint_is_an_error_naming_it(tmp_path, tiny_bert):
     (tmp_path / "last.ckpt").write_bytes(b"not a checkpoint")
     config = validate_config(hyperparameters(tiny_bert))
     with pytest.raises(ConfigError, match=r"last\.ckpt cannot be read .*delete it"):
-        checkpoint_to_resume(tmp_path, config, {"train": "x"})
+        checkpoint_to_resume(tmp_path, config, {"train": "x"}, world_size=1)
 
 
 def test_no_checkpoint_means_a_fresh_start(tmp_path, tiny_bert):
-    assert checkpoint_to_resume(tmp_path, validate_config(hyperparameters(tiny_bert)), {}) is None
+    assert checkpoint_to_resume(tmp_path, validate_config(hyperparameters(tiny_bert)), {}, world_size=1) is None
+
+
+def test_a_checkpoint_of_another_world_size_is_refused(tmp_path, tiny_bert):
+    """devices=auto on another instance: same config, other process count. The data position and
+    the schedule are per process, so the checkpoint only continues with the count that wrote it."""
+    config = validate_config(hyperparameters(tiny_bert))
+    digests = {"train": "t", "val": "v"}
+    run = {"fingerprint": run_fingerprint(config, digests), "config": config.model_dump(mode="json"), "world_size": 4}
+    torch.save({"run": run}, tmp_path / "last.ckpt")
+    assert checkpoint_to_resume(tmp_path, config, digests, world_size=4) == tmp_path / "last.ckpt"
+    with pytest.raises(ConfigError, match=r"written by 4 training processes and this run has 2; .*instance_count"):
+        checkpoint_to_resume(tmp_path, config, digests, world_size=2)
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
