@@ -17,14 +17,16 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
    calibration figures, TensorBoard events; prints each metric as ``<split>/<metric>=<value>``;
 8. writes ``model/manifest.json`` (inputs and their hashes, config hash, versions, timings, metrics).
 
-Devices and processes: one device by default, every visible GPU with DDP when there are several,
-FSDP with ``strategy=fsdp``; several SageMaker hosts (``SM_HOSTS``) or ``torchrun`` add nodes.
+Devices and processes: one device by default, every visible GPU (``SM_NUM_GPUS`` of them when
+SageMaker sets it) with DDP when there are several, FSDP with ``strategy=fsdp``; several SageMaker
+hosts (``SM_HOSTS``) or ``torchrun`` add nodes.
 Each node preprocesses once (local rank 0; the other ranks reuse its cache); global rank 0 alone
 exports, evaluates every val/test row once and writes files, while the other ranks wait for it.
 
 Checkpoints go to the checkpoint folder (``/opt/ml/checkpoints``) atomically. A run restarted with
-the same config and data resumes from the newest one; a checkpoint of a different run is an error.
-SIGTERM (job stop, spot interruption) ends the current step, saves ``last.ckpt`` and exits.
+the same config and data resumes from the newest one; a checkpoint of a different run, or of
+another number of processes, is an error. SIGTERM (job stop, spot interruption) ends the current
+step, saves ``last.ckpt`` and exits; outside training it stops the job at once.
 
 Any error writes ``output/failure`` (first line: what to change) and exits with status 1;
 ``model/`` is only filled when every step succeeded. ``DRY_RUN=true`` runs the same steps on a
