@@ -105,8 +105,8 @@ def test_gpus_used_by_default_sagemakers_count_and_explicit_devices(four_gpus, t
 @pytest.mark.parametrize(
     ("overrides", "sm_num_gpus", "message"),
     [
-        ({}, "8", r"devices=auto and SM_NUM_GPUS=8, but 4 GPU\(s\) are visible; .*set devices to a number from 1 to 4"),
-        ({"accelerator": "gpu"}, "0", r"devices=auto and SM_NUM_GPUS=0, but 4 GPU\(s\) are visible"),
+        ({}, "8", r"SM_NUM_GPUS=8, but only 4 GPU\(s\) are visible; .*set devices to a number from 1 to 4"),
+        ({"accelerator": "gpu"}, "0", r"accelerator=gpu but SM_NUM_GPUS=0 gives the job no GPU; set accelerator"),
         ({}, "two", r"SM_NUM_GPUS='two' is not a number of GPUs"),
     ],
 )

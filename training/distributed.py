@@ -120,12 +120,17 @@ def _devices(requested: int | str, accelerator: str, sagemaker_gpus: int | None)
     """Processes per node: an explicit ``devices`` wins, then ``SM_NUM_GPUS``, then every visible GPU."""
     if accelerator == "gpu":
         visible = torch.cuda.device_count()
+        if requested == "auto" and sagemaker_gpus == 0:
+            raise ConfigError(
+                "accelerator=gpu but SM_NUM_GPUS=0 gives the job no GPU; set accelerator to auto or cpu, "
+                "or devices to the number of GPUs to use."
+            )
         if requested == "auto" and sagemaker_gpus is not None:
-            if not 0 < sagemaker_gpus <= visible:
+            if sagemaker_gpus > visible:
                 raise ConfigError(
-                    f"devices=auto and SM_NUM_GPUS={sagemaker_gpus}, but {visible} GPU(s) are visible; "
+                    f"devices=auto and SM_NUM_GPUS={sagemaker_gpus}, but only {visible} GPU(s) are visible; "
                     "make the GPUs visible to the container (docker run --gpus all), or set devices to a number "
-                    f"from 1 to {visible} (or accelerator=cpu)."
+                    f"from 1 to {visible}."
                 )
             return sagemaker_gpus
         if requested == "auto":
