@@ -17,14 +17,16 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
    calibration figures, TensorBoard events; prints each metric as ``<split>/<metric>=<value>``;
 8. writes ``model/manifest.json`` (inputs and their hashes, config hash, versions, timings, metrics).
 
-Devices and processes: one device by default, every visible GPU with DDP when there are several,
-FSDP with ``strategy=fsdp``; several SageMaker hosts (``SM_HOSTS``) or ``torchrun`` add nodes.
+Devices and processes: one device by default, every visible GPU (``SM_NUM_GPUS`` of them when
+SageMaker sets it) with DDP when there are several, FSDP with ``strategy=fsdp``; several SageMaker
+hosts (``SM_HOSTS``) or ``torchrun`` add nodes.
 Each node preprocesses once (local rank 0; the other ranks reuse its cache); global rank 0 alone
 exports, evaluates every val/test row once and writes files, while the other ranks wait for it.
 
 Checkpoints go to the checkpoint folder (``/opt/ml/checkpoints``) atomically. A run restarted with
-the same config and data resumes from the newest one; a checkpoint of a different run is an error.
-SIGTERM (job stop, spot interruption) ends the current step, saves ``last.ckpt`` and exits.
+the same config and data resumes from the newest one; a checkpoint of a different run, or of
+another number of processes, is an error. SIGTERM (job stop, spot interruption) ends the current
+step, saves ``last.ckpt`` and exits; outside training it stops the job at once.
 
 Any error writes ``output/failure`` (first line: what to change) and exits with status 1;
 ``model/`` is only filled when every step succeeded. ``DRY_RUN=true`` runs the same steps on a
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 dry_run(paths, partial(train_and_export, argv=args, stop=stop))
             else:
                 print_metric_lines(train_and_export(paths, args, stop).metrics)
-    except (Exception, KeyboardInterrupt) as exc:
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:  # an exit raised inside the job is a failure too
         if first_on_node or not paths.failure_file.exists():
             write_failure(paths.failure_file, exc)
         log.error("Job failed: %s", failure_reason(exc), exc_info=exc)
@@ -114,7 +116,7 @@ def train_and_export(paths: ContractPaths, argv: list[str], stop: StopRequest) -
     files, frames = read_splits(paths.channels, config)
     validate_splits(config, frames, files)
     digests = data_digests(files)
-    resume = checkpoint_to_resume(paths.checkpoints_dir, config, digests)
+    resume = checkpoint_to_resume(paths.checkpoints_dir, config, digests, plan.world_size)
     cache_dir = paths.checkpoints_dir / "preprocessed"
     with local_rank_zero_first(cache_dir, run_fingerprint(config, digests)):
         data = prepare_data(config, frames, tokenizer, files, TextCache(cache_dir))

@@ -28,6 +28,11 @@ def failure_reason(exc: BaseException) -> str:
     first = message.splitlines()[0] if message else ""
     if isinstance(exc, UserError):
         reason = first or type(exc).__name__
+    elif isinstance(exc, (KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl+C into SystemExit
+        reason = (
+            "interrupted (Ctrl+C, or an exit raised inside the job) before it finished; a restart with the same "
+            "config resumes from the newest checkpoint, if training had written one."
+        )
     elif _is_device_out_of_memory(exc):
         reason = f"{DEVICE_MEMORY_FIX} ({first})"
     elif isinstance(exc, MemoryError) or HOST_OUT_OF_MEMORY in message:

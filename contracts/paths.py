@@ -15,6 +15,8 @@ from pathlib import Path
 
 DEFAULT_BASE_DIR = "/opt/ml"
 SPLITS = ("train", "val", "test")
+# Where the code is: the folder of pytorch_training.py, beside contracts/ and hyperparams/.
+PROGRAM_DIR = Path(__file__).resolve().parent.parent
 
 # The channel a pipeline step uses to hand over precomputed imputation / risk tables.
 ARTIFACTS_CHANNEL = "model_artifacts_input"
@@ -42,7 +44,7 @@ class ContractPaths:
         return self.channels[split]
 
 
-def resolve_paths(environ: Mapping[str, str] | None = None) -> ContractPaths:
+def resolve_paths(environ: Mapping[str, str] | None = None, program_dir: Path = PROGRAM_DIR) -> ContractPaths:
     """Resolve the contract from the environment (``os.environ`` by default)."""
     env = os.environ if environ is None else environ
     base = Path(env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
@@ -56,13 +58,24 @@ def resolve_paths(environ: Mapping[str, str] | None = None) -> ContractPaths:
         base_dir=base,
         channels=channels,
         artifacts_input_dir=artifacts,
-        code_hyperparameters=base / "code" / "hyperparams" / "hyperparameters.json",
+        code_hyperparameters=_shipped_hyperparameters(base, program_dir),
         job_hyperparameters=config_dir / "hyperparameters.json",
         model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),
         output_dir=base / "output",
         output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR") or base / "output" / "data"),
         checkpoints_dir=_checkpoints_dir(base, config_dir / "checkpointconfig.json"),
     )
+
+
+def _shipped_hyperparameters(base: Path, program_dir: Path) -> Path:
+    """``code/hyperparams/hyperparameters.json`` of the base folder, else the one beside the entry script.
+
+    In the image ``/opt/ml/code`` is only a link to the code in ``/opt/program``: a host folder
+    mounted over all of ``/opt/ml`` (``docker run -v DIR:/opt/ml``) hides the link, not the code.
+    """
+    in_base = base / "code" / "hyperparams" / "hyperparameters.json"
+    beside_code = program_dir / "hyperparams" / "hyperparameters.json"
+    return beside_code if not in_base.is_file() and beside_code.is_file() else in_base
 
 
 def _checkpoints_dir(base: Path, checkpoint_config: Path) -> Path:

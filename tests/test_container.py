@@ -78,12 +78,17 @@ def test_build_context_leaves_out_virtualenvs_data_tests_and_caches():
 
 
 def test_image_runs_the_job_with_a_mounted_opt_ml_and_no_arguments(tmp_path, tiny_bert):
+    """The mounted folder has data only: the hyperparameters shipped in the image, which the mount
+    hides at /opt/ml/code, are found beside the code in /opt/program."""
     image = lay_out_image(tmp_path / "image")
     assert image.cmd == ["train"]
     base = write_job(tmp_path / "opt_ml", hyperparameters(tiny_bert, max_epochs=1), rows=(40, 12, 12))
+    shipped = image.path("/opt/program/hyperparams/hyperparameters.json")
+    (base / "code" / "hyperparams" / "hyperparameters.json").replace(shipped)
     result = subprocess.run(image.cmd, env=image.run_env(job_environment(base)), cwd=image.workdir,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"Hyperparameters from {shipped}" in result.stdout + result.stderr
     assert (base / "model" / "model.onnx").is_file()
     assert (base / "output" / "data" / "metrics.json").is_file()
     assert "\r" not in result.stdout + result.stderr

@@ -47,6 +47,20 @@ def test_sagemaker_variables_override_single_locations(tmp_path):
     assert paths.failure_file == tmp_path / "output" / "failure"
 
 
+def test_shipped_hyperparameters_beside_the_code_when_the_base_folder_has_none(tmp_path):
+    """``docker run -v DIR:/opt/ml`` hides the image's /opt/ml/code link, not the code it points to."""
+    env = {"SAGEMAKER_BASE_DIR": str(tmp_path / "opt_ml")}
+    in_base = tmp_path / "opt_ml" / "code" / "hyperparams" / "hyperparameters.json"
+    beside_code = tmp_path / "program" / "hyperparams" / "hyperparameters.json"
+    assert resolve_paths(env, program_dir=tmp_path / "program").code_hyperparameters == in_base
+    beside_code.parent.mkdir(parents=True)
+    beside_code.write_text("{}")
+    assert resolve_paths(env, program_dir=tmp_path / "program").code_hyperparameters == beside_code
+    in_base.parent.mkdir(parents=True)
+    in_base.write_text("{}")
+    assert resolve_paths(env, program_dir=tmp_path / "program").code_hyperparameters == in_base
+
+
 def test_checkpoint_config_names_the_local_checkpoint_folder(tmp_path):
     config_dir = tmp_path / "input" / "config"
     config_dir.mkdir(parents=True)

@@ -4,8 +4,13 @@ preprocessing handshake, and real 2-process DDP and FSDP runs on CPU through the
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import socket
 import threading
 import time
+from datetime import timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +21,7 @@ from synthetic import hyperparameters, write_job
 from test_end_to_end import MODEL_FILES
 
 from contracts import ConfigError
+from export.staging import WORK_PREFIX
 from hyperparams import validate_config
 from processing.dataset import EncodedSplit
 from training import distributed, sampling
@@ -71,6 +77,43 @@ def test_torchrun_variables_win(tiny_bert):
 def test_contradicting_process_settings_name_what_to_change(tiny_bert, overrides, environ, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
         plan_processes(config(tiny_bert, **overrides), environ)
+
+
+@pytest.fixture
+def four_gpus(monkeypatch):
+    """No GPU exists here: the device count is the one thing these tests have to fake."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "environ", "expected"),
+    [
+        ({}, {}, ("gpu", 4, "ddp")),  # every visible GPU, with DDP
+        ({}, {"SM_NUM_GPUS": "2"}, ("gpu", 2, "ddp")),
+        ({}, {"SM_NUM_GPUS": "1"}, ("gpu", 1, "single")),
+        ({}, {"SM_NUM_GPUS": "0"}, ("cpu", 1, "single")),
+        ({"devices": 3}, {"SM_NUM_GPUS": "2"}, ("gpu", 3, "ddp")),  # the hyperparameter wins
+        ({"devices": 1}, {}, ("gpu", 1, "single")),
+    ],
+)
+def test_gpus_used_by_default_sagemakers_count_and_explicit_devices(four_gpus, tiny_bert, overrides, environ, expected):
+    cfg = validate_config(hyperparameters(tiny_bert, **overrides))
+    plan = plan_processes(cfg, environ)
+    assert (plan.accelerator, plan.devices, plan.strategy) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sm_num_gpus", "message"),
+    [
+        ({}, "8", r"SM_NUM_GPUS=8, but only 4 GPU\(s\) are visible; .*set devices to a number from 1 to 4"),
+        ({"accelerator": "gpu"}, "0", r"accelerator=gpu but SM_NUM_GPUS=0 gives the job no GPU; set accelerator"),
+        ({}, "two", r"SM_NUM_GPUS='two' is not a number of GPUs"),
+    ],
+)
+def test_sagemakers_gpu_count_that_cannot_be_met_is_a_config_error(four_gpus, tiny_bert, overrides, sm_num_gpus, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_processes(validate_config(hyperparameters(tiny_bert, **overrides)), {"SM_NUM_GPUS": sm_num_gpus})
 
 
 def test_gpu_requested_without_one_is_a_config_error(tiny_bert, monkeypatch):
@@ -149,6 +192,38 @@ def test_other_local_ranks_wait_for_rank_zero_to_preprocess(tmp_path, monkeypatc
     assert (tmp_path / "node" / "ready-xyz").exists()
 
 
+def _rank_waiting_for_a_slow_writer(rank: int, port: int, results) -> None:
+    """One of two gloo ranks whose process group times out after 2 s, while global rank 0 writes for 5 s."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=2))
+    try:
+        with distributed.others_wait_for_global_zero(SimpleNamespace(is_global_zero=rank == 0)) as writer:
+            if writer:
+                time.sleep(5)
+        results.put((rank, "left together"))
+    except RuntimeError as exc:
+        results.put((rank, str(exc)[:300]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_other_ranks_outwait_a_writer_slower_than_the_process_group_timeout():
+    """Rank 0's export and evaluation can outlast the training process group's timeout; the other
+    ranks' wait for it must not time out with it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    ranks = [context.Process(target=_rank_waiting_for_a_slow_writer, args=(r, port, results)) for r in range(2)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(timeout=120)
+        process.kill()
+    assert sorted(results.get(timeout=1) for _ in ranks) == [(0, "left together"), (1, "left together")]
+
+
 def two_process_job(base, tiny_bert, strategy: str):
     hparams = hyperparameters(tiny_bert, max_epochs=1, accelerator="cpu", devices=2, strategy=strategy)
     write_job(base, hparams, rows=(64, 21, 23))
@@ -171,10 +246,11 @@ def test_ddp_on_two_processes_writes_one_set_of_artifacts(ddp_job):
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout
     assert result.stdout.count("Done in") == 2, "both ranks reach the end"
     assert {p.name for p in (base / "model").iterdir()} == set(MODEL_FILES)
-    assert not list(base.glob(".model-staging-*"))
+    assert not list(base.rglob(f"{WORK_PREFIX}*"))
     assert len(list((base / "output" / "data" / "tensorboard_eval").glob("events.out.tfevents.*"))) == 1
     assert len(list((base / "output" / "data" / "tensorboard_train").glob("events.out.tfevents.*"))) == 1
     assert len(list((base / "checkpoints").glob("epoch=*-step=*.ckpt"))) == 1
+    assert torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)["run"]["world_size"] == 2
     assert not (base / "output" / "failure").exists()
     # rank 0 tokenized; rank 1 found all three splits in the node's cache
     assert result.stdout.count("tokenized text loaded from the cache") == 3

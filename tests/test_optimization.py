@@ -14,7 +14,8 @@ from hyperparams import validate_config
 from models.backbone import Backbone
 from models.lightning_module import build_optimizer, parameter_groups, warmup_then_linear_decay
 from models.registry import build_model
-from training import precision
+from training import precision, sampling
+from training.trainer import validation_interval
 
 
 def logged_learning_rates(base) -> list[tuple[int, float]]:
@@ -84,6 +85,41 @@ def test_schedule_spans_the_real_optimizer_steps(tmp_path, tiny_bert, run_main):
     steps, lrs = zip(*logged_learning_rates(base))
     assert steps == (9, 19)
     assert lrs == pytest.approx([0.01 * 11 / 18, 0.01 / 18])
+
+
+def test_schedule_spans_the_optimizer_steps_of_one_rank_of_two(tmp_path, tiny_bert, run_main, monkeypatch):
+    """devices=2: each rank trains on half the rows, so 40 rows at batch 2 with accumulation 2 make
+    5 optimizer steps per epoch, 10 in 2 epochs, and the LR must reach zero at step 10, not 20.
+    This process plays rank 0 of 2: the sampler, and so the batch count the schedule is planned
+    from, sees a world of two."""
+    monkeypatch.setattr(sampling, "world_position", lambda: (0, 2))
+    hparams = hyperparameters(tiny_bert, accumulate_grad_batches=2, batch_size=2, warmup_steps=2, lr=0.01)
+    base = write_job(tmp_path, hparams, rows=(40, 12, 12))
+    assert run_main(base) == 0
+    last = torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 10
+    schedule = last["lr_schedulers"][0]
+    assert schedule["last_epoch"] == 10 and set(schedule["_last_lr"]) == {0.0}
+
+
+def test_val_check_interval_as_a_batch_count(tmp_path, tiny_bert, run_main):
+    """48 rows at batch 8 are 6 batches per epoch; val_check_interval=2 validates after batches 2, 4, 6
+    (logged, like every training scalar here, at the step count less one)."""
+    base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1, batch_size=8, val_check_interval=2),
+                     rows=(48, 12, 12))
+    assert run_main(base) == 0
+    events = EventAccumulator(str(base / "output" / "data" / "tensorboard_train"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/loss")] == [1, 3, 5]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(3, 3), (25, 1.0), (0.5, 0.5), (0.01, 1), (1.0, 1.0)])
+def test_val_check_interval_is_kept_within_an_epoch(tiny_bert, value, expected):
+    """A batch count stays a count (more than an epoch: once per epoch); a fraction too small for one
+    batch of 10 becomes every batch."""
+    config = validate_config(hyperparameters(tiny_bert, val_check_interval=value))
+    interval = validation_interval(config, train_batches=10)
+    assert interval == expected and type(interval) is type(expected)
 
 
 def test_lr_decay_is_exponential_per_epoch_without_scheduler(tmp_path, tiny_bert, run_main):

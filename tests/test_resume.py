@@ -20,7 +20,7 @@ from synthetic import hyperparameters, write_job
 from contracts import ConfigError
 from hyperparams import validate_config
 from models.lightning_module import ClassifierModule
-from training.checkpoints import AtomicCheckpointIO, checkpoint_to_resume
+from training.checkpoints import AtomicCheckpointIO, RunState, checkpoint_to_resume, run_fingerprint
 
 ROWS = (160, 16, 16)  # 10 steps per epoch
 HPARAMS = {"max_epochs": 3, "val_check_interval": 0.5, "dropout_keep": 0.7, "load_ckpt": True, "early_stop_patience": 20}
@@ -111,11 +111,95 @@ def test_sigterm_to_the_job_process_checkpoints_and_exits_within_30s(tmp_path, t
     assert not (base / "model").exists()
 
 
+def test_sigterm_just_before_training_starts_is_the_jobs_not_lightnings(tmp_path, tiny_bert, run_main, monkeypatch):
+    """Lightning would install its own SIGTERM handler between ``on_fit_start`` and
+    ``on_train_start`` (it broadcasts from inside the handler and ends its loops without a
+    checkpoint). A signal there must reach the job's handler only: the job stops with its reason."""
+    base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1), rows=(32, 16, 16))
+    trainers = []
+    original = RunState.on_train_start
+
+    def signal_first(self, trainer, pl_module):
+        trainers.append(trainer)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, trainer, pl_module)
+
+    monkeypatch.setattr(RunState, "on_train_start", signal_first)
+    assert run_main(base) == 1
+    assert failure_reason(base).startswith("interrupted (SIGTERM) outside training")
+    assert not trainers[0].received_sigterm, "Lightning's handler ran"
+    assert not list((base / "checkpoints").glob("*.ckpt"))
+
+
+def test_sigterm_during_preprocessing_fails_the_job_with_its_reason(tmp_path, tiny_bert, run_main, monkeypatch):
+    import pytorch_training
+
+    base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1), rows=(32, 16, 16))
+    original = pytorch_training.prepare_data
+
+    def signal_then_prepare(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pytorch_training, "prepare_data", signal_then_prepare)
+    assert run_main(base) == 1
+    assert failure_reason(base).startswith("interrupted (SIGTERM) outside training; a restart with the same config")
+    assert not (base / "model").exists()
+
+
+def test_sigterm_in_the_final_validation_ends_the_job_and_a_restart_only_exports(
+    tmp_path, tiny_bert, run_main, monkeypatch, uninterrupted
+):
+    """The last validation (step 30) has passed its last stop check when the signal comes; the job
+    must still stop, with training saved as finished, and the restart must export the same weights."""
+    base = write_job(tmp_path, hyperparameters(tiny_bert, **HPARAMS), rows=ROWS)
+    checkpoint = base / "checkpoints" / "last.ckpt"
+    original = ClassifierModule.on_validation_epoch_end
+
+    def signal_at_the_end(self):
+        if self.trainer.global_step == 30:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ClassifierModule, "on_validation_epoch_end", signal_at_the_end)
+        assert run_main(base) == 1
+    assert failure_reason(base) == (
+        f"interrupted after training finished; checkpoint saved at {checkpoint}. "
+        "A restart with the same config exports and evaluates without training again."
+    )
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["global_step"] == 30 and saved["run"]["training_finished"]
+    assert not (base / "model").exists()
+
+    assert run_main(base) == 0
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 30
+    assert max_difference(model_weights(base), uninterrupted) == 0.0
+
+
+def test_ctrl_c_during_training_writes_a_failure_file(tmp_path, tiny_bert, run_main, monkeypatch):
+    """Lightning answers KeyboardInterrupt with ``sys.exit(1)``; the job still reports why it stopped."""
+    base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1), rows=(32, 16, 16))
+
+    def interrupt(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClassifierModule, "training_step", interrupt)
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    try:
+        assert run_main(base) == 1
+    finally:
+        signal.signal(signal.SIGINT, ctrl_c)  # Lightning ignores Ctrl+C from then on
+    assert failure_reason(base).startswith("interrupted (Ctrl+C, or an exit raised inside the job) before it finished")
+
+
 def test_finished_run_is_not_retrained_and_another_config_is_refused(tmp_path, tiny_bert, run_main):
     base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1, early_stop_patience=1), rows=(48, 12, 12))
     assert run_main(base) == 0
     first = model_weights(base)
-    steps = torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    saved = torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)
+    steps = saved["global_step"]
+    assert saved["run"]["world_size"] == 1
 
     assert run_main(base) == 0  # restarted after it finished, e.g. a retried job: nothing to train
     assert torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == steps
@@ -135,11 +219,23 @@ def test_unreadable_checkpoint_is_an_error_naming_it(tmp_path, tiny_bert):
     (tmp_path / "last.ckpt").write_bytes(b"not a checkpoint")
     config = validate_config(hyperparameters(tiny_bert))
     with pytest.raises(ConfigError, match=r"last\.ckpt cannot be read .*delete it"):
-        checkpoint_to_resume(tmp_path, config, {"train": "x"})
+        checkpoint_to_resume(tmp_path, config, {"train": "x"}, world_size=1)
 
 
 def test_no_checkpoint_means_a_fresh_start(tmp_path, tiny_bert):
-    assert checkpoint_to_resume(tmp_path, validate_config(hyperparameters(tiny_bert)), {}) is None
+    assert checkpoint_to_resume(tmp_path, validate_config(hyperparameters(tiny_bert)), {}, world_size=1) is None
+
+
+def test_a_checkpoint_of_another_world_size_is_refused(tmp_path, tiny_bert):
+    """devices=auto on another instance: same config, other process count. The data position and
+    the schedule are per process, so the checkpoint only continues with the count that wrote it."""
+    config = validate_config(hyperparameters(tiny_bert))
+    digests = {"train": "t", "val": "v"}
+    run = {"fingerprint": run_fingerprint(config, digests), "config": config.model_dump(mode="json"), "world_size": 4}
+    torch.save({"run": run}, tmp_path / "last.ckpt")
+    assert checkpoint_to_resume(tmp_path, config, digests, world_size=4) == tmp_path / "last.ckpt"
+    with pytest.raises(ConfigError, match=r"written by 4 training processes and this run has 2; .*instance_count"):
+        checkpoint_to_resume(tmp_path, config, digests, world_size=2)
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):

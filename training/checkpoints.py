@@ -5,11 +5,14 @@
   new one, never truncated. (Lightning's own writer stages in the system temp folder and moves the
   file, which is a non-atomic copy when ``/tmp`` and the checkpoint folder are on different disks.)
 - Each checkpoint carries the resolved config, the digests of the train and val files and their
-  combined fingerprint (as nanoGPT's checkpoints carry their model arguments), the torch random
-  states, and whether training had finished.
+  combined fingerprint (as nanoGPT's checkpoints carry their model arguments), the number of
+  processes, the torch random states, and whether training had finished.
 - On start, ``last.ckpt`` (else the newest ``epoch=N-step=M.ckpt``) is resumed when its
   fingerprint matches this run. A checkpoint of a different run is an error, never silently
-  resumed or overwritten: the message lists what differs and how to start over.
+  resumed or overwritten: the message lists what differs and how to start over. So is one written
+  by another number of processes (``devices=auto`` on another instance type or count): its data
+  position is per process and its learning-rate schedule was planned for its own batches per
+  process, so continuing it with another world size would train on other rows than it reports.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class RunState(Callback):
             "config": self.config,
             "data": self.data_digests,
             "training_finished": self._finished or trainer.should_stop,
+            "world_size": trainer.world_size,
             "data_position": loader.position() if isinstance(loader, ResumableLoader) else None,
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -112,10 +116,13 @@ class RunState(Callback):
         trainer.save_checkpoint(self.last)
 
 
-def checkpoint_to_resume(folder: Path, config: Config, data_digests: Mapping[str, str]) -> Path | None:
-    """The checkpoint this run continues from, or None to start fresh.
+def checkpoint_to_resume(
+    folder: Path, config: Config, data_digests: Mapping[str, str], world_size: int
+) -> Path | None:
+    """The checkpoint this run of ``world_size`` processes continues from, or None to start fresh.
 
-    Raises ConfigError when the newest checkpoint belongs to a different run or cannot be read.
+    Raises ConfigError when the newest checkpoint belongs to a different run, was written by
+    another number of processes, or cannot be read.
     """
     candidate = _newest_checkpoint(folder)
     if candidate is None:
@@ -126,6 +133,14 @@ def checkpoint_to_resume(folder: Path, config: Config, data_digests: Mapping[str
             f"Checkpoint {candidate} was written by a different run ({_differences(run, config, data_digests)}); "
             "this job will not resume it or write over it. Use an empty checkpoint folder (a new checkpoint_s3_uri, "
             "or another LocalPath in checkpointconfig.json), or delete the old checkpoints to start over."
+        )
+    saved = run.get("world_size", "an unknown number of")
+    if saved != world_size:
+        raise ConfigError(
+            f"Checkpoint {candidate} was written by {saved} training processes and this run has {world_size}; "
+            "its position in the data and its learning-rate schedule hold only for the same number. Resume on the "
+            "instance type and instance_count that wrote it (GPUs per host x hosts = processes), or use an empty "
+            "checkpoint folder to start over."
         )
     log.info("Resuming from %s (same config and data as this run)", candidate)
     return candidate

@@ -9,6 +9,9 @@ Three ways to start the job, one outcome (``ProcessPlan``):
   host, port ``MASTER_PORT``), exported before the Trainer is built;
 - ``torchrun``: every rank is started by torchrun, whose variables (``RANK``, ``LOCAL_RANK``,
   ``GROUP_RANK``, ``LOCAL_WORLD_SIZE``, ``WORLD_SIZE``) decide devices and nodes.
+
+Devices per node, unless torchrun decides: ``devices`` when set, else ``SM_NUM_GPUS`` when SageMaker
+sets it (0: train on the CPU), else every visible GPU (one process on a machine without one).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import os
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 
 from contracts import ConfigError
 from hyperparams import Config
@@ -32,6 +37,10 @@ log = logging.getLogger(__name__)
 
 MASTER_PORT = 29500  # the torch.distributed default; every SageMaker host uses the same one
 TORCHRUN_VARIABLES = ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "WORLD_SIZE")
+# How long the other ranks wait for global rank 0 to export and evaluate: longer than any job may
+# run (SageMaker's limit is 28 days), because that work grows with the val/test splits without
+# bound. A rank 0 that fails or dies closes its connections, which ends the wait at once.
+WAIT_FOR_WRITER = timedelta(days=28)
 
 
 @dataclass(frozen=True)
@@ -69,14 +78,15 @@ class ProcessPlan:
 def plan_processes(config: Config, environ: Mapping[str, str] | None = None) -> ProcessPlan:
     """Devices, nodes and strategy from the config and the launch environment (``os.environ`` by default)."""
     env = os.environ if environ is None else environ
-    accelerator = _accelerator(config.accelerator)
+    sagemaker_gpus = _sagemaker_gpus(env)
+    accelerator = _accelerator(config.accelerator, sagemaker_gpus)
     if all(name in env for name in TORCHRUN_VARIABLES):
         devices = int(env["LOCAL_WORLD_SIZE"])
         nodes, node_rank, rendezvous = int(env["WORLD_SIZE"]) // devices, int(env["GROUP_RANK"]), {}
         launcher = "torchrun"
         _must_agree("devices", config.devices, devices, "torchrun's --nproc_per_node")
     else:
-        devices = _devices(config.devices, accelerator)
+        devices = _devices(config.devices, accelerator, sagemaker_gpus)
         nodes, node_rank, rendezvous = _sagemaker_hosts(env)
         launcher = "lightning"
     nodes_source = "torchrun's --nnodes" if launcher == "torchrun" else "the hosts in SM_HOSTS"
@@ -85,17 +95,44 @@ def plan_processes(config: Config, environ: Mapping[str, str] | None = None) -> 
     return ProcessPlan(accelerator, devices, nodes, node_rank, strategy, launcher, rendezvous)
 
 
-def _accelerator(requested: str) -> str:
+def _sagemaker_gpus(env: Mapping[str, str]) -> int | None:
+    """``SM_NUM_GPUS``: the GPUs SageMaker gives the job (None when not set)."""
+    raw = env.get("SM_NUM_GPUS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ConfigError(
+            f"SM_NUM_GPUS={raw!r} is not a number of GPUs; SageMaker sets it to the instance's GPU count, "
+            "so check a hand-made environment (or unset it)."
+        )
+    return int(raw)
+
+
+def _accelerator(requested: str, sagemaker_gpus: int | None) -> str:
     if requested == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
+        return "gpu" if torch.cuda.is_available() and sagemaker_gpus != 0 else "cpu"
     if requested in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"accelerator={requested!r} but no GPU is visible; set accelerator to auto or cpu.")
     return "gpu" if requested == "cuda" else requested
 
 
-def _devices(requested: int | str, accelerator: str) -> int:
+def _devices(requested: int | str, accelerator: str, sagemaker_gpus: int | None) -> int:
+    """Processes per node: an explicit ``devices`` wins, then ``SM_NUM_GPUS``, then every visible GPU."""
     if accelerator == "gpu":
         visible = torch.cuda.device_count()
+        if requested == "auto" and sagemaker_gpus == 0:
+            raise ConfigError(
+                "accelerator=gpu but SM_NUM_GPUS=0 gives the job no GPU; set accelerator to auto or cpu, "
+                "or devices to the number of GPUs to use."
+            )
+        if requested == "auto" and sagemaker_gpus is not None:
+            if sagemaker_gpus > visible:
+                raise ConfigError(
+                    f"devices=auto and SM_NUM_GPUS={sagemaker_gpus}, but only {visible} GPU(s) are visible; "
+                    "make the GPUs visible to the container (docker run --gpus all), or set devices to a number "
+                    f"from 1 to {visible}."
+                )
+            return sagemaker_gpus
         if requested == "auto":
             return visible
         if requested > visible:
@@ -167,8 +204,16 @@ def local_rank_zero_first(folder: Path, key: str, poll_seconds: float = 0.5) -> 
 
 @contextlib.contextmanager
 def others_wait_for_global_zero(trainer: pl.Trainer) -> Iterator[bool]:
-    """Yields whether this is global rank 0; every rank leaves the block together, also when rank 0's part fails."""
+    """Yields whether this is global rank 0; every rank leaves the block together, also when rank 0's part fails.
+
+    The wait is a barrier in a gloo group of its own with the ``WAIT_FOR_WRITER`` timeout: in the
+    training process group it would end after that group's timeout (30 minutes by default), which
+    stays short so that a rank hanging during training is noticed.
+    """
+    distributed = dist.is_available() and dist.is_initialized()
+    waiting_room = dist.new_group(backend="gloo", timeout=WAIT_FOR_WRITER) if distributed else None
     try:
         yield trainer.is_global_zero
     finally:
-        trainer.strategy.barrier("global rank 0 finished writing")
+        if waiting_room is not None:
+            dist.barrier(group=waiting_room)

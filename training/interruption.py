@@ -4,14 +4,17 @@ Outside training the signal stops the job at once: nothing would be lost that a 
 redo (preprocessed text is cached; a finished training is checkpointed). During training the
 signal only raises a flag. At the end of the current optimizer step, or of the current
 validation batch, every rank agrees on the flag (one collective, so all stop at the same batch),
-``last.ckpt`` is saved, and ``Interrupted`` propagates with the checkpoint's path.
+``last.ckpt`` is saved, and ``Interrupted`` propagates with the checkpoint's path. A flag raised
+after the last of those checks is acted on when training ends, once the finished state is saved.
 
 A validation that the signal cuts short, or that was due right after the step the job stopped at,
 is not redone: the resumed run trains on from the next batch (Lightning's resume semantics). The
 weights are unaffected; early stopping and the best checkpoint miss that one validation.
 
-Lightning's own SIGTERM handler is replaced while training runs: it broadcasts from inside the
-signal handler, where the broadcast can meet a different collective on another rank.
+``StopRequest``'s handler is installed for the whole job by the entry script, and Lightning is
+kept from installing its own (``keep_lightning_off_sigterm``). Lightning's handler broadcasts
+from inside the signal handler, where the broadcast can meet a different collective on another
+rank, and makes its loops raise ``SIGTERMException`` at the next batch without a checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 
 from contracts import Interrupted
 
@@ -47,9 +51,6 @@ class StopRequest:
                 "checkpoint, if training had written one"
             )
 
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self.handle)
-
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopRequest]:
         previous = signal.signal(signal.SIGTERM, self.handle)
@@ -57,6 +58,28 @@ class StopRequest:
             yield self
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+class _SignalConnectorWithoutSigterm(_SignalConnector):
+    """Lightning's signal connector, registering no handler: SIGTERM stays with ``StopRequest``.
+
+    Lightning registers its handlers at the start of every ``fit`` (after ``on_fit_start``, before
+    ``on_train_start``) and restores the previous ones at its teardown; doing neither leaves the
+    job's handler in place throughout. Its only other handler is SLURM's requeue signal, which a
+    SageMaker job never gets.
+    """
+
+    def register_signal_handlers(self) -> None:
+        self.received_sigterm = False
+
+
+def keep_lightning_off_sigterm(trainer: pl.Trainer) -> None:
+    """Stop ``trainer`` from replacing the job's SIGTERM handler (see the module docstring for why).
+
+    Lightning has no setting for this; its connector is a private attribute, checked against the
+    pinned Lightning release by the tests (a SIGTERM just before training starts must still be ours).
+    """
+    trainer._signal_connector = _SignalConnectorWithoutSigterm(trainer)
 
 
 class StopOnSignal(Callback):
@@ -68,10 +91,20 @@ class StopOnSignal(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.request.deferred = True
-        self.request.install()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A signal after the last check (say, in the final validation) still ends the job.
+
+        Training is complete and ``RunState`` (an earlier callback) has just saved it as finished,
+        so a restart goes straight to export and evaluation.
+        """
         self.request.deferred = False
+        if self._stop_agreed(trainer):
+            log.warning("Stopped after training finished; checkpoint saved at %s", self.checkpoint)
+            raise Interrupted(
+                f"interrupted after training finished; checkpoint saved at {self.checkpoint}. "
+                "A restart with the same config exports and evaluates without training again."
+            )
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.request.deferred = False

@@ -23,7 +23,7 @@ from models.lightning_module import ClassifierModule
 from models.registry import build_model
 from training.checkpoints import LAST, AtomicCheckpointIO, RunState, saved_run
 from training.distributed import ProcessPlan
-from training.interruption import StopOnSignal, StopRequest
+from training.interruption import StopOnSignal, StopRequest, keep_lightning_off_sigterm
 from training.precision import choose_precision
 from training.progress import progress_callback
 from training.sampling import ResumableLoader
@@ -114,7 +114,7 @@ def build_trainer(
     batches_per_rank = math.ceil(math.ceil(train_rows / plan.world_size) / config.batch_size)
     plan.export()
     log.info("Training with %s", plan.describe())
-    return pl.Trainer(
+    trainer = pl.Trainer(
         accelerator=plan.accelerator,
         devices=plan.devices,
         num_nodes=plan.num_nodes,
@@ -134,6 +134,8 @@ def build_trainer(
         use_distributed_sampler=False,  # training.sampling shards the data itself, resumably
         deterministic=False,
     )
+    keep_lightning_off_sigterm(trainer)
+    return trainer
 
 
 def fit(
