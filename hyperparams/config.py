@@ -178,7 +178,11 @@ class Config(BaseModel):
 
     # --- runtime --------------------------------------------------------------------------------
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = Field("auto", description="Device type; auto picks GPUs when present.")
-    devices: int | Literal["auto"] = Field("auto", description="Devices per node; auto uses every visible GPU (or one CPU process).")
+    devices: int | Literal["auto"] = Field(
+        "auto",
+        description="Devices per node; auto uses SM_NUM_GPUS when SageMaker sets it, else every visible GPU "
+        "(or one CPU process).",
+    )
     num_nodes: int | None = Field(None, ge=1, description="Nodes; default from SM_HOSTS or torchrun, else 1.")
     strategy: Literal["auto", "ddp", "fsdp"] = Field("auto", description="auto: DDP when more than one device, else single device.")
 
