@@ -16,6 +16,7 @@ from processing.dataset import EncodedSplit
 from processing.preparation import encode_texts
 from processing.text import RaggedChunks, build_text_pipeline, is_uncased, pipeline as pipeline_module
 from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
+from processing.text.emoji_filter import text_style_symbols
 from synthetic import hyperparameters
 from training.data import evaluation_loader, fit_loaders
 
@@ -108,16 +109,25 @@ def test_html_entity_for_nbsp_becomes_a_space_after_normalizing():
         ("dev 👩🏾‍💻 flag 🏴󠁧󠁢󠁥󠁮󠁧󠁿 key 1️⃣ pride 🏳️‍🌈.", "dev  flag  key  pride ."),
         ("lone tone 🏽 and letter 🇫!", "lone tone  and letter !"),
         ("arrow ↔️ as emoji", "arrow  as emoji"),
+        ("emoji style ©️ ®️ ™️ ▶️ go", "emoji style" + " " * 5 + "go"),
+        ("pictographs ☺ ♥ ✔ ❤ ☀ ✈ ⬅ ➡ go without U+FE0F too", "pictographs" + " " * 9 + "go without U+FE0F too"),
+        ("Brand™😀 ©2024", "Brand™ ©2024"),
     ],
 )
 def test_emoji_sequences_removed(raw, text):
     assert EmojiRemover().clean(raw) == text
 
 
+def test_the_text_symbols_kept_without_fe0f_are_exactly_those_of_text_symbol_blocks():
+    """Pins the rule's outcome for the installed emoji package (a new release may list more)."""
+    assert text_style_symbols() == frozenset("©®‼⁉™ℹ↔↕↖↗↘↙↩↪Ⓜ▪▫▶◀◻◼⤴⤵〰〽")
+
+
 @pytest.mark.parametrize(
     "text",
     [
         "∑ x≤y ± √2 → ∞ ≠ ∫ dx, ↔ ‼ ⁉ 〰",
+        "Acme™ Stretch® fabric, © 2024 Acme Inc. ℹ size chart ▶ next ↩ back",
         "“quotes” — dash… ¿qué? ¡sí! «guillemets» § ¶ € £ ¥ °C 50%",
         "Zürich Ægir Øre naïve façade ŝ ĳ Straße",
         "中文 日本語のテキスト 한국어 텍스트 العربية Русский Ελληνικά עברית हिन्दी ไทย",
