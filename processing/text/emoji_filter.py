@@ -16,8 +16,9 @@ when U+FE0F follows it) stays when it is written without U+FE0F and lies in one 
 blocks of text symbols in ``TEXT_SYMBOL_BLOCKS``: © ® ™ ℹ Ⓜ ‼ ⁉ ↔ ↕ ↖ ↗ ↘ ↙ ↩ ↪ ⤴ ⤵ ▪ ▫ ▶ ◀ ◻ ◼
 〰 〽. Product text uses them as text ("Brand™", "©2024", "A ↔ B"). With U+FE0F ("©️", "▶️")
 they are emoji and go. The other unqualified characters come from the pictograph blocks
-(Miscellaneous Symbols and Technical, Dingbats, plane 1): ☺ ♥ ✔ ❤ ☀ ✈ ⌨ ⬅ ➡ and the like are
-pictographs whether or not U+FE0F follows, and go either way.
+(Miscellaneous Technical, Miscellaneous Symbols, Dingbats, Miscellaneous Symbols and Arrows,
+plane 1): ☺ ♥ ✔ ❤ ☀ ✈ ⌨ ⬅ ➡ and the like are pictographs whether or not U+FE0F follows, and go
+either way.
 """
 
 from __future__ import annotations
