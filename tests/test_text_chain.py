@@ -12,10 +12,13 @@ import pytest
 from transformers import AutoTokenizer, BertTokenizerFast
 
 from hyperparams import validate_config
+from processing.dataset import EncodedSplit
 from processing.preparation import encode_texts
 from processing.text import RaggedChunks, build_text_pipeline, is_uncased, pipeline as pipeline_module
 from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
+from processing.text.emoji_filter import text_style_symbols
 from synthetic import hyperparameters
+from training.data import evaluation_loader, fit_loaders
 
 ALL_STEPS = [
     "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
@@ -106,16 +109,25 @@ def test_html_entity_for_nbsp_becomes_a_space_after_normalizing():
         ("dev 👩🏾‍💻 flag 🏴󠁧󠁢󠁥󠁮󠁧󠁿 key 1️⃣ pride 🏳️‍🌈.", "dev  flag  key  pride ."),
         ("lone tone 🏽 and letter 🇫!", "lone tone  and letter !"),
         ("arrow ↔️ as emoji", "arrow  as emoji"),
+        ("emoji style ©️ ®️ ™️ ▶️ go", "emoji style" + " " * 5 + "go"),
+        ("pictographs ☺ ♥ ✔ ❤ ☀ ✈ ⬅ ➡ go without U+FE0F too", "pictographs" + " " * 9 + "go without U+FE0F too"),
+        ("Brand™😀 ©2024", "Brand™ ©2024"),
     ],
 )
 def test_emoji_sequences_removed(raw, text):
     assert EmojiRemover().clean(raw) == text
 
 
+def test_the_text_symbols_kept_without_fe0f_are_exactly_those_of_text_symbol_blocks():
+    """Pins the rule's outcome for the installed emoji package (a new release may list more)."""
+    assert text_style_symbols() == frozenset("©®‼⁉™ℹ↔↕↖↗↘↙↩↪Ⓜ▪▫▶◀◻◼⤴⤵〰〽")
+
+
 @pytest.mark.parametrize(
     "text",
     [
         "∑ x≤y ± √2 → ∞ ≠ ∫ dx, ↔ ‼ ⁉ 〰",
+        "Acme™ Stretch® fabric, © 2024 Acme Inc. ℹ size chart ▶ next ↩ back",
         "“quotes” — dash… ¿qué? ¡sí! «guillemets» § ¶ € £ ¥ °C 50%",
         "Zürich Ægir Øre naïve façade ŝ ĳ Straße",
         "中文 日本語のテキスト 한국어 텍스트 العربية Русский Ελληνικά עברית हिन्दी ไทย",
@@ -275,6 +287,35 @@ def test_ragged_storage_pads_per_batch(tokenizer):
     assert ragged.token_ids.dtype == np.uint16
     fixed, _ = ragged.pad(np.array([0]), min_tokens=8)
     assert fixed.shape == (1, 1, 8)
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_training_loaders_pad_to_max_sen_len_only_with_fixed_tokenizer_length(tiny_bert, tokenizer, fixed):
+    """Through the job's own loaders: fixed_tokenizer_length pads every batch's chunks to
+    max_sen_len; without it each batch is padded to its own longest chunk."""
+    config = validate_config(hyperparameters(tiny_bert, batch_size=4, max_sen_len=32, fixed_tokenizer_length=fixed))
+    texts = ["great", "soft and happy", "the dress fit " * 4, "poor", "the color was very soft " * 12, "ok"] * 2
+    frames = {split: pd.DataFrame({"review": texts}) for split in ("train", "val", "test")}
+    encoded, _ = encode_texts(config, tokenizer, frames, files={})
+    splits = {
+        split: EncodedSplit(encoded[split], np.zeros((len(texts), 0), np.float32), np.arange(len(texts)) % 2)
+        for split in frames
+    }
+    train, val = fit_loaders(splits, config, pad_id=tokenizer.pad_token_id)
+    batches = [*train, *val, *evaluation_loader(splits["test"], config, pad_id=tokenizer.pad_token_id)]
+    widths = set()
+    for batch in batches:
+        ids_, mask = batch["input_ids"], batch["attention_mask"]
+        chunks = [encoded["train"]["text"].sample(i) for i in batch["index"].tolist()]
+        assert mask.sum() == sum(len(c) for sample in chunks for c in sample)
+        assert ids_[mask == 0].eq(tokenizer.pad_token_id).all()
+        longest = max(len(c) for sample in chunks for c in sample)
+        assert ids_.shape[-1] == (config.max_sen_len if fixed else longest)
+        widths.add(ids_.shape[-1])
+    if fixed:
+        assert widths == {config.max_sen_len}
+    else:
+        assert len(widths) > 1, "short batches are padded less than long ones"
 
 
 def test_storage_costs_at_most_int32_per_token_without_padding(minilm):

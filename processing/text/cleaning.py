@@ -183,7 +183,7 @@ class EmojiRemover(MessageStep):
     """Emoji, pictographs, skin tones, ZWJ sequences and flags removed; every script kept.
 
     The ``emoji`` package decides what an emoji is; see :mod:`processing.text.emoji_filter` for
-    how it stays fast and for the one exception (text-style math symbols and punctuation).
+    how it stays fast and for the one exception (text symbols such as © ® ™ ↔ written without U+FE0F).
     """
 
     name = "emoji_remover"

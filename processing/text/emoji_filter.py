@@ -8,14 +8,21 @@ distinct run. Every emoji sequence lies inside one run, so nothing the package w
 missed, and text without candidates — Chinese, Arabic, accented Latin — is never touched.
 
 What is removed: everything ``emoji`` matches (emoji, pictographs, skin tones, ZWJ sequences,
-flags, keycaps), plus regional-indicator letters and tag characters left over from broken flags.
-What is kept: a math symbol or punctuation mark that is an emoji only when followed by U+FE0F
-(``↔``, ``‼``, ``⁉``, ``〰``, ...) stays when it stands alone in text style.
+flags, keycaps), plus regional-indicator letters and tag characters left over from broken flags,
+with one exception for text symbols.
+
+The exception, exactly: a single character that ``emoji`` lists as "unqualified" (an emoji only
+when U+FE0F follows it) stays when it is written without U+FE0F and lies in one of the Unicode
+blocks of text symbols in ``TEXT_SYMBOL_BLOCKS``: © ® ™ ℹ Ⓜ ‼ ⁉ ↔ ↕ ↖ ↗ ↘ ↙ ↩ ↪ ⤴ ⤵ ▪ ▫ ▶ ◀ ◻ ◼
+〰 〽. Product text uses them as text ("Brand™", "©2024", "A ↔ B"). With U+FE0F ("©️", "▶️")
+they are emoji and go. The other unqualified characters come from the pictograph blocks
+(Miscellaneous Technical, Miscellaneous Symbols, Dingbats, Miscellaneous Symbols and Arrows,
+plane 1): ☺ ♥ ✔ ❤ ☀ ✈ ⌨ ⬅ ➡ and the like are pictographs whether or not U+FE0F follows, and go
+either way.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from functools import cache, lru_cache
 
 import emoji
@@ -23,6 +30,16 @@ import numpy as np
 
 _KEYCAP_BASES = np.frombuffer(b"#*0123456789", dtype=np.uint8).astype(np.uint32)
 _LEFTOVER = {*range(0x1F1E6, 0x1F200), *range(0xE0020, 0xE0080)}  # regional indicators, tag characters
+TEXT_SYMBOL_BLOCKS = (  # (first, last) code point
+    (0x0080, 0x00FF),  # Latin-1 Supplement: © ®
+    (0x2000, 0x206F),  # General Punctuation: ‼ ⁉
+    (0x2100, 0x214F),  # Letterlike Symbols: ™ ℹ
+    (0x2190, 0x21FF),  # Arrows: ↔ ↕ ↖ ↗ ↘ ↙ ↩ ↪
+    (0x2460, 0x24FF),  # Enclosed Alphanumerics: Ⓜ
+    (0x25A0, 0x25FF),  # Geometric Shapes: ▪ ▫ ▶ ◀ ◻ ◼
+    (0x2900, 0x297F),  # Supplemental Arrows-B: ⤴ ⤵
+    (0x3000, 0x303F),  # CJK Symbols and Punctuation: 〰 〽
+)
 
 
 @cache
@@ -35,23 +52,22 @@ def _candidates() -> np.ndarray:
 
 
 @cache
-def _text_style_symbols() -> frozenset[str]:
-    """Math symbols and punctuation that only become emoji with U+FE0F (status "unqualified")."""
+def text_style_symbols() -> frozenset[str]:
+    """The characters that stay when written without U+FE0F (see the module docstring)."""
     unqualified = emoji.STATUS["unqualified"]
     return frozenset(
         ch
         for ch, data in emoji.EMOJI_DATA.items()
-        if len(ch) == 1 and data["status"] == unqualified and _is_math_or_punctuation(ch)
+        if len(ch) == 1 and data["status"] == unqualified and _in_text_symbol_block(ch)
     )
 
 
-def _is_math_or_punctuation(ch: str) -> bool:
-    category = unicodedata.category(ch)
-    return category == "Sm" or category.startswith("P")
+def _in_text_symbol_block(ch: str) -> bool:
+    return any(first <= ord(ch) <= last for first, last in TEXT_SYMBOL_BLOCKS)
 
 
 def _keep_text_symbol(chars: str, data: dict) -> str:
-    return chars if chars in _text_style_symbols() else ""
+    return chars if chars in text_style_symbols() else ""
 
 
 @lru_cache(maxsize=1 << 16)
