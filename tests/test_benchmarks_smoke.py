@@ -32,6 +32,7 @@ def test_padding(bert_512):
     figures = padding.run(bert_512, steps=3, repeats=1, rows=60, batch_size=8)
     assert figures["tokens_per_sample_fixed_512"] == 512
     assert figures["tokens_per_sample_dynamic"] < 512
+    assert len(figures["loss_curve_dynamic"]) == len(figures["loss_curve_fixed_512"]) == 3
     assert figures["max_loss_difference"] < 1e-4
 
 
