@@ -59,8 +59,32 @@ def test_onnx_latency(bert_512):
 def test_scaling(bert_512):
     import scaling
 
-    figures = scaling.run(bert_512, sizes="40,80")
-    assert figures["rows_80_peak_rss_mb"] > 0
+    figures = scaling.run(bert_512, sizes="40,80", repeats=1)
+    assert figures["rows_80_peak_rss_mb"] > figures["rows_80_peak_increase_mb"] > 0
+    assert figures["rows_40_runs"] == figures["rows_80_runs"] == 1
+
+
+def test_scaling_repeats_the_smaller_sizes_and_takes_medians(monkeypatch):
+    import scaling
+
+    calls = []
+    factors = iter([1, 1, 1, 5, 1, 2, 1])  # the three runs of 100 rows take 10, 50 and 20 s
+
+    def fake_run(rows, model_dir):
+        calls.append(rows)
+        seconds = rows / 10 * next(factors)
+        return {"preprocess_s": 0.0, "epoch_s": seconds, "total_s": seconds, "peak_rss_mb": 900.0 + len(calls),
+                "peak_increase_mb": float(len(calls))}
+
+    monkeypatch.setattr(scaling, "small_bert", lambda folder, tokenizer_path: folder)
+    monkeypatch.setattr(scaling, "in_fresh_process", fake_run)
+    figures = scaling.run(None, sizes="1000,100,10000", repeats=3, largest_repeats=1)
+    assert calls == [100, 1000, 10000, 100, 1000, 100, 1000]
+    assert (figures["rows_100_runs"], figures["rows_1000_runs"], figures["rows_10000_runs"]) == (3, 3, 1)
+    assert figures["rows_100_total_s"] == 20.0
+    assert figures["rows_100_peak_increase_mb"] == 6.0  # the highest of its runs
+    assert figures["exponent_between_largest_two"] == pytest.approx(1.0)
+    assert 0.8 < figures["loglog_exponent"] < 1.0
 
 
 def test_bf16_speed(bert_512):
