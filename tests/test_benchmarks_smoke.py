@@ -102,6 +102,35 @@ def test_gpu_plan_runs_tiny_on_cpu():
     assert "samples/s" in result.stdout
 
 
+@pytest.mark.parametrize("name, peak", [
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0), ("NVIDIA H200", 989.0),
+    ("NVIDIA H200 NVL", 835.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0), ("NVIDIA L40", 181.0),
+    ("NVIDIA L4", 121.0), ("NVIDIA A10G", 70.0), ("NVIDIA B200", 2250.0), ("NVIDIA A10", None), ("Tesla T4", None),
+])
+def test_gpu_plan_takes_the_peak_of_the_longest_matching_name(name, peak):
+    import gpu_mfu
+
+    assert gpu_mfu.peak_tflops_for(name) == peak
+
+
+def test_gpu_plan_records_a_shape_out_of_memory_and_runs_the_next(monkeypatch, capsys):
+    import gpu_mfu
+    import torch
+
+    def measure(batch, length, device, tiny, steps):
+        if (batch, length) == (64, 512):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+        return {"batch": batch, "length": length, "step_s": 1.0, "samples_per_s": float(batch),
+                "achieved_tflops": 100.0 * batch / 32}
+
+    monkeypatch.setattr(gpu_mfu, "measure", measure)
+    rows = gpu_mfu.measure_shapes([(32, 512), (64, 512), (64, 128)], torch.device("cpu"), False, 1, peak=1000.0)
+    assert [r.get("error") for r in rows] == [None, "OOM", None]
+    assert rows[2]["mfu"] == pytest.approx(0.2)
+    assert "OOM" in capsys.readouterr().out
+    assert gpu_mfu.headline(rows) == "gpu: best MFU 20.0% at batch 64, length 128"
+
+
 def test_run_all_writes_results(tmp_path, monkeypatch):
     import run_all
 
