@@ -134,10 +134,10 @@ def test_gpu_plan_records_a_shape_out_of_memory_and_runs_the_next(monkeypatch, c
 def test_run_all_writes_results(tmp_path, monkeypatch):
     import run_all
 
-    fake = {"figures": {"ratio": 1.0}, "headline": "x: ratio = 1.00", "seconds": 1.0}
+    fake = {"figures": {"ratio": 1.0}, "headline": "x: ratio = 1.00", "seconds": 1.0, "load_average": 0.5}
     markdown = run_all.results_markdown({"training_overhead": fake}, {
         "date": "2026-01-01", "machine": run_all.machine(), "versions": {"torch": "2.13.0"}})
-    assert "| training_overhead | x: ratio = 1.00 | >= 0.95 | 1 s |" in markdown
+    assert "| training_overhead | x: ratio = 1.00 | >= 0.95 | 1 s (0.5) |" in markdown
     assert "GPU plan" in markdown
 
 
