@@ -4,11 +4,11 @@ Reports the tokens actually computed per sample and the training samples/s of th
 step for both, at equal results: both sides train the same model from the same seed on the same
 batches, in fp32 and with dropout off, and the loss curves reported are those of the timed runs,
 which agree to floating-point noise because padding is masked. Dropout is off because its masks
-depend on tensor shapes; with it on, the padded side would also draw ~4x the masks per sample
-(attention dropout grows with the length squared), so the speedup measured this way is, if
-anything, an understatement. Target: >= 3x faster.
+depend on tensor shapes; with it on, the padded side would also draw 4x the hidden-state masks
+and ~15x the attention masks per sample (random masks cost a quarter of a padded step on this
+CPU), so the speedup measured this way is, if anything, an understatement. Target: >= 3x faster.
 
-A padded step costs ~11 s here, so by default each side runs once, for 7 steps: the median is
+A padded step costs over 10 s here, so by default each side runs once, for 7 steps: the median is
 over its 5 steady iterations (the first iteration builds kernels for new shapes and is dropped;
 the dynamic side, whose batches each have their own shape, also gets one untimed pass first).
 ``--repeats N`` runs each side N times, alternating which goes first.

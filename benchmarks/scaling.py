@@ -15,10 +15,10 @@ smaller batch would only add a constant cost per row, which slows every size ali
 64-wide BERT at batch 64 took 3 minutes for the 100k epoch alone).
 
 Sizes below the largest run ``--repeats`` times and report medians (memory: the highest peak);
-the largest runs ``--largest-repeats`` times, by default once, as one 100k run costs about as much
-as all the smaller runs together. Fixed costs (loading the tokenizer and model, starting the
-Trainer) dominate at 1k and flatter the fit over all sizes, so the exponent between the two
-largest sizes is reported beside it.
+the largest runs ``--largest-repeats`` times, by default once: one 100k run takes more than twice
+as long as the six smaller runs together, and a run that long is little moved by a short busy
+spell. Fixed costs (loading the tokenizer and model, starting the Trainer) dominate at 1k and
+flatter the fit over all sizes, so the exponent between the two largest sizes is reported beside it.
 
     python benchmarks/scaling.py [--sizes 1000,10000,100000] [--repeats 3] [--largest-repeats 1]
 """
