@@ -33,6 +33,7 @@ def test_padding(bert_512):
     assert figures["tokens_per_sample_fixed_512"] == 512
     assert figures["tokens_per_sample_dynamic"] < 512
     assert len(figures["loss_curve_dynamic"]) == len(figures["loss_curve_fixed_512"]) == 3
+    assert figures["speedup"] > 0 and figures["speedup_without_dropout"] > 0
     assert figures["max_loss_difference"] < 1e-4
 
 
