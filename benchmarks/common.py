@@ -69,11 +69,10 @@ def prepare(config: Config, frames: dict[str, pd.DataFrame]):
     return tokenizer, backbone, splits
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-    """Median wall seconds of ``repeats`` calls after ``warmup`` untimed ones: first calls build
-    oneDNN kernels for new shapes and fill caches, which a job pays once, not per batch."""
-    for _ in range(warmup):
-        fn()
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls after an untimed one: a first call builds oneDNN
+    kernels for new shapes and fills caches, which a job pays once, not per batch."""
+    fn()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
