@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import re
 import statistics
 import sys
 import time
@@ -70,6 +70,9 @@ def prepare(config: Config, frames: dict[str, pd.DataFrame]):
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls after an untimed one: a first call builds oneDNN
+    kernels for new shapes and fills caches, which a job pays once, not per batch."""
+    fn()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -78,9 +81,18 @@ def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (``VmRSS``) or at its peak since start or the last
+    :func:`reset_peak_rss` (``VmHWM``), in MB (Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(rf"{field}:\s+(\d+)", status).group(1)) / 1024
+
+
+def reset_peak_rss() -> float:
+    """Restart the peak from the current resident memory, and return that: a transient peak while
+    importing would otherwise hide what the measured work adds."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return rss_mb()
 
 
 def arguments(description: str, **defaults: Any) -> argparse.ArgumentParser:

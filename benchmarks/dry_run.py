@@ -5,6 +5,10 @@ the demo's inputs, ``--repeat`` times, and prints the median wall time and CPU t
 is the headline: median seconds and their ratio to the budget (below 1 is within budget). Wall
 time on a shared machine depends on its load, so the CPU time is printed beside it.
 
+A helper for the dry-run figure in the README (the 60-second budget of the dry run), not one of
+the `make bench` benchmarks: it needs the inputs `make demo` prepares and takes ~3 minutes, and
+the dry run itself is tested by tests/test_dry_run.py.
+
     python benchmarks/dry_run.py [--base demo/opt_ml] [--repeat 3] [--json out.json]
 """
 
@@ -40,6 +44,8 @@ def time_dry_run(base: Path) -> tuple[float, float]:
 
 
 def run(demo: Path, repeat: int) -> dict:
+    if not (demo / "input").is_dir():
+        raise SystemExit(f"{demo} holds no input/ folder; run `make demo` first, or give --base")
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
         for part in ("input", "code"):

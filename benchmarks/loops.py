@@ -50,21 +50,30 @@ def train_loader(config: Config, split, pad_id: int):
     return fit_loaders({"train": split, "val": split}, config, pad_id=pad_id)[0]
 
 
-def fresh_model(config: Config, backbone, train_split):
+def fresh_model(config: Config, backbone, train_split, dropout: bool = True):
+    """The job's model from the seed. ``dropout=False`` zeroes every dropout (BERT's attention
+    dropout reads its module's ``p`` too): dropout masks depend on tensor shapes, so only then do
+    two runs that differ in padding alone produce the same losses."""
     pl.seed_everything(config.seed, verbose=False)
     model = build_model(config, backbone)
     if model.tabular is not None:
         model.tabular.fit_scale(train_split.tabular)
+    if not dropout:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     return model
 
 
-def lightning_run(config: Config, backbone, train_split, steps: int, pad_id: int, workers: int | None = None) -> IterationTimer:
+def lightning_run(
+    config: Config, backbone, train_split, steps: int, pad_id: int, workers: int | None = None, dropout: bool = True
+) -> IterationTimer:
     """``steps`` optimizer steps through our LightningModule and a Trainer configured like the job's
     (precision, clipping, LR monitor, TensorBoard logging), without validation or checkpoints."""
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    model = fresh_model(config, backbone, train_split)
+    model = fresh_model(config, backbone, train_split, dropout)
     loader = train_loader(config, train_split, pad_id)
     if workers is not None:
         loader = torch.utils.data.DataLoader(
@@ -91,17 +100,10 @@ def lightning_run(config: Config, backbone, train_split, steps: int, pad_id: int
     return timer
 
 
-def raw_run(
-    config: Config, backbone, train_split, steps: int, pad_id: int, dropout: bool = True
-) -> tuple[list[float], list[float]]:
+def raw_run(config: Config, backbone, train_split, steps: int, pad_id: int) -> tuple[list[float], list[float]]:
     """The same steps as a bare loop: forward, loss, backward, clip, step, schedule. Returns the
-    per-iteration wall times and the losses. ``dropout=False`` zeroes every dropout, so two runs
-    that differ only in padding must produce the same losses."""
+    per-iteration wall times and the losses."""
     model = fresh_model(config, backbone, train_split).train()
-    if not dropout:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
     loader = train_loader(config, train_split, pad_id)
     loss_fn = torch.nn.CrossEntropyLoss(
         weight=torch.tensor(config.class_weights) if config.class_weights else None

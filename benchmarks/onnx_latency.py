@@ -44,12 +44,6 @@ def _transformer_fused(path: Path, num_heads: int, hidden: int) -> Path:
         return path
 
 
-def latency(fn, repeats: int) -> float:
-    """Median seconds per call after one warm-up call."""
-    fn()
-    return median_seconds(fn, repeats)
-
-
 def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:
     from export.onnx_export import ProbabilityGraph, export_onnx, pad_chunks
     from loops import fresh_model
@@ -70,10 +64,10 @@ def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:
             feeds = {name: batch[name].numpy() for name in graph.names}
             args = [batch[name] for name in graph.names]
             with torch.inference_mode():
-                eager = latency(lambda: graph(*args), repeats)
+                eager = median_seconds(lambda: graph(*args), repeats)
             figures[f"pytorch_eager_ms_batch{size}"] = 1000 * eager
             for name, session in runners.items():
-                seconds = latency(lambda s=session: s.run(None, feeds), repeats)
+                seconds = median_seconds(lambda s=session: s.run(None, feeds), repeats)
                 figures[f"{name}_ms_batch{size}"] = 1000 * seconds
                 figures[f"{name}_over_eager_batch{size}"] = seconds / eager
     return figures

@@ -2,8 +2,14 @@
 
 Each benchmark runs in its own process (so memory and thread pools start clean) and saves its
 figures as JSON; this script collects them with the machine, library versions and date, and keeps
-the raw figures in benchmarks/results.json. ``--only`` re-runs some benchmarks and keeps the other
-results from results.json, so one disturbed figure can be measured again without the whole suite.
+the raw figures in benchmarks/results.json beside RESULTS.md. ``--only`` re-runs some benchmarks
+and keeps the other results from results.json, so one figure disturbed by a busy machine can be
+measured again without the whole suite (each row shows the load average its run started at).
+Commit both files together: RESULTS.md is what people read, results.json what the next ``--only``
+starts from.
+
+The GPU plan (benchmarks/gpu_mfu.py) is written into RESULTS.md, not run: there is no GPU here.
+benchmarks/dry_run.py is not part of the suite: it times the README's dry-run figure.
 
     python benchmarks/run_all.py [--only padding,onnx_latency]
 """
@@ -50,15 +56,16 @@ def machine() -> dict:
 
 def run_one(name: str, script: str, folder: Path) -> dict:
     out = folder / f"{name}.json"
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     command = [sys.executable, str(HERE / script), "--json", str(out), *EXTRA_ARGS.get(name, [])]
     result = subprocess.run(command, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0 or not out.exists():
         tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
-        return {"error": " / ".join(tail), "seconds": elapsed}
+        return {"error": " / ".join(tail), "seconds": elapsed, "load_average": load}
     data = json.loads(out.read_text())
-    data["seconds"] = elapsed
+    data.update(seconds=elapsed, load_average=load)
     return data
 
 
@@ -73,7 +80,7 @@ def results_markdown(results: dict, info: dict) -> str:
         f" Python {info['machine']['python']}, {info['machine']['os']}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         "",
-        "| Benchmark | Headline | Target | Run time |",
+        "| Benchmark | Headline | Target | Run time (load average at start) |",
         "|---|---|---|---|",
     ]
     for name, (_, _, target) in BENCHMARKS.items():
@@ -81,7 +88,8 @@ def results_markdown(results: dict, info: dict) -> str:
         if r is None:
             continue
         headline = r.get("headline") or f"failed: {r.get('error', '')[:200]}"
-        lines.append(f"| {name} | {headline} | {target} | {r['seconds']:.0f} s |")
+        load = f" ({r['load_average']:.1f})" if "load_average" in r else ""
+        lines.append(f"| {name} | {headline} | {target} | {r['seconds']:.0f} s{load} |")
     for name, (script, title, _) in BENCHMARKS.items():
         r = results.get(name)
         if r is None or "figures" not in r:
@@ -112,14 +120,18 @@ On a GPU machine, after `make setup`, run:
 ```bash
 python benchmarks/gpu_mfu.py                      # peak bf16 FLOP/s looked up from the GPU name
 python benchmarks/gpu_mfu.py --peak-tflops 989    # or stated (H100 SXM dense bf16)
+python benchmarks/gpu_mfu.py --device cuda:1      # another GPU of the machine
 ```
 
 It trains `multimodal_bert` with a bert-base-sized encoder (12 layers, 768 wide, random weights:
 FLOPs do not depend on the values) in bf16 at batch 32/64 and length 128/512 and prints samples/s,
 achieved TFLOP/s and model FLOPs utilisation per shape (FLOPs per step = 6 x non-embedding
-parameters x tokens + 12 x layers x hidden x length x tokens). Expect MFU to rise with batch and
-length; below ~30% at batch 64 / length 512 on an H100 points at input or launch overhead worth
-profiling (e.g. `torch.compile`, fused AdamW)."""
+parameters x tokens + 12 x layers x hidden x length x tokens). The peak is the dense (not sparse)
+bf16 figure of the GPU's name (H100 SXM/H200 989, H100 NVL 835, H100 PCIe 756, A100 312, L4 121,
+A10G 70, B200 2250 TFLOP/s); another GPU needs `--peak-tflops`. A shape that does not fit in
+memory prints OOM and the others still run. Expect MFU to rise with batch and length; below ~30%
+at batch 64 / length 512 on an H100 points at input or launch overhead worth profiling (e.g.
+`torch.compile`, fused AdamW)."""
 
 
 def main() -> None:
@@ -134,6 +146,8 @@ def main() -> None:
     chosen = [n for n in BENCHMARKS if not only or n in only]
     raw = args.out.with_name("results.json")
     results = json.loads(raw.read_text()) if only and raw.exists() else {}
+    if only and not results:
+        print(f"no earlier {raw.name}: {args.out.name} will hold only {', '.join(chosen)}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         for name in chosen:
             print(f"== {name}", flush=True)

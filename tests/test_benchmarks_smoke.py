@@ -32,6 +32,8 @@ def test_padding(bert_512):
     figures = padding.run(bert_512, steps=3, repeats=1, rows=60, batch_size=8)
     assert figures["tokens_per_sample_fixed_512"] == 512
     assert figures["tokens_per_sample_dynamic"] < 512
+    assert len(figures["loss_curve_dynamic"]) == len(figures["loss_curve_fixed_512"]) == 3
+    assert figures["speedup"] > 0 and figures["speedup_without_dropout"] > 0
     assert figures["max_loss_difference"] < 1e-4
 
 
@@ -58,8 +60,32 @@ def test_onnx_latency(bert_512):
 def test_scaling(bert_512):
     import scaling
 
-    figures = scaling.run(bert_512, sizes="40,80")
-    assert figures["rows_80_peak_rss_mb"] > 0
+    figures = scaling.run(bert_512, sizes="40,80", repeats=1)
+    assert figures["rows_80_peak_rss_mb"] > figures["rows_80_peak_increase_mb"] > 0
+    assert figures["rows_40_runs"] == figures["rows_80_runs"] == 1
+
+
+def test_scaling_repeats_the_smaller_sizes_and_takes_medians(monkeypatch):
+    import scaling
+
+    calls = []
+    factors = iter([1, 1, 1, 5, 1, 2, 1])  # the three runs of 100 rows take 10, 50 and 20 s
+
+    def fake_run(rows, model_dir):
+        calls.append(rows)
+        seconds = rows / 10 * next(factors)
+        return {"preprocess_s": 0.0, "epoch_s": seconds, "total_s": seconds, "peak_rss_mb": 900.0 + len(calls),
+                "peak_increase_mb": float(len(calls))}
+
+    monkeypatch.setattr(scaling, "small_bert", lambda folder, tokenizer_path: folder)
+    monkeypatch.setattr(scaling, "in_fresh_process", fake_run)
+    figures = scaling.run(None, sizes="1000,100,10000", repeats=3, largest_repeats=1)
+    assert calls == [100, 1000, 10000, 100, 1000, 100, 1000]
+    assert (figures["rows_100_runs"], figures["rows_1000_runs"], figures["rows_10000_runs"]) == (3, 3, 1)
+    assert figures["rows_100_total_s"] == 20.0
+    assert figures["rows_100_peak_increase_mb"] == 6.0  # the highest of its runs
+    assert figures["exponent_between_largest_two"] == pytest.approx(1.0)
+    assert 0.8 < figures["loglog_exponent"] < 1.0
 
 
 def test_bf16_speed(bert_512):
@@ -77,13 +103,42 @@ def test_gpu_plan_runs_tiny_on_cpu():
     assert "samples/s" in result.stdout
 
 
+@pytest.mark.parametrize("name, peak", [
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0), ("NVIDIA H200", 989.0),
+    ("NVIDIA H200 NVL", 835.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0), ("NVIDIA L40", 181.0),
+    ("NVIDIA L4", 121.0), ("NVIDIA A10G", 70.0), ("NVIDIA B200", 2250.0), ("NVIDIA A10", None), ("Tesla T4", None),
+])
+def test_gpu_plan_takes_the_peak_of_the_longest_matching_name(name, peak):
+    import gpu_mfu
+
+    assert gpu_mfu.peak_tflops_for(name) == peak
+
+
+def test_gpu_plan_records_a_shape_out_of_memory_and_runs_the_next(monkeypatch, capsys):
+    import gpu_mfu
+    import torch
+
+    def measure(batch, length, device, tiny, steps):
+        if (batch, length) == (64, 512):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+        return {"batch": batch, "length": length, "step_s": 1.0, "samples_per_s": float(batch),
+                "achieved_tflops": 100.0 * batch / 32}
+
+    monkeypatch.setattr(gpu_mfu, "measure", measure)
+    rows = gpu_mfu.measure_shapes([(32, 512), (64, 512), (64, 128)], torch.device("cpu"), False, 1, peak=1000.0)
+    assert [r.get("error") for r in rows] == [None, "OOM", None]
+    assert rows[2]["mfu"] == pytest.approx(0.2)
+    assert "OOM" in capsys.readouterr().out
+    assert gpu_mfu.headline(rows) == "gpu: best MFU 20.0% at batch 64, length 128"
+
+
 def test_run_all_writes_results(tmp_path, monkeypatch):
     import run_all
 
-    fake = {"figures": {"ratio": 1.0}, "headline": "x: ratio = 1.00", "seconds": 1.0}
+    fake = {"figures": {"ratio": 1.0}, "headline": "x: ratio = 1.00", "seconds": 1.0, "load_average": 0.5}
     markdown = run_all.results_markdown({"training_overhead": fake}, {
         "date": "2026-01-01", "machine": run_all.machine(), "versions": {"torch": "2.13.0"}})
-    assert "| training_overhead | x: ratio = 1.00 | >= 0.95 | 1 s |" in markdown
+    assert "| training_overhead | x: ratio = 1.00 | >= 0.95 | 1 s (0.5) |" in markdown
     assert "GPU plan" in markdown
 
 
