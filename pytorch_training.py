@@ -185,7 +185,10 @@ def export_and_evaluate(
         )
         results = {
             split: SplitResult(
-                data.splits[split].labels, predict_probabilities(model, loaders[split], device), frames[split], files[split]
+                data.splits[split].labels,
+                predict_probabilities(model, loaders[split], device),
+                frames[split],
+                files[split],
             )
             for split in ("val", "test")
         }

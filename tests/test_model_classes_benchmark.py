@@ -30,3 +30,13 @@ def test_the_table_lists_failures_with_their_reason():
     assert "| `lstm` | pass | 5.0 | 1,234 |" in table and "| `bert` | FAIL | 2.0 | — |" in table
     assert "bert failed:\nconfig error: x" in table
     assert "dry runs passed: 1 of 2 model classes" in table
+
+
+def test_a_short_training_reports_the_test_auroc_the_job_printed(tmp_path, tiny_bert):
+    demo = write_job(tmp_path / "demo", hyperparameters(tiny_bert, model_class="multimodal_bert", max_epochs=1))
+    [row] = model_classes.run(demo, ["multimodal_gate_fusion"], train=True, overrides={"max_sen_len": 32})
+    assert row["passed"], row["error"]
+    assert 0.0 <= row["test_auroc"] <= 1.0 and row["parameters"] > 0
+    table = model_classes.render([row])
+    assert table.splitlines()[0].endswith("| Test AUROC |") and f"| {row['test_auroc']:.3f} |" in table
+    assert "runs passed: 1 of 1 model classes" in table
