@@ -107,7 +107,14 @@ class CrossAttentionFusion(nn.Module):
         # A sample without any real token (not produced by the text chain) attends to its first
         # position instead of to nothing, which would give NaN.
         real = torch.cat([real[:, :1] | ~real.any(dim=1, keepdim=True), real[:, 1:]], dim=1)
-        return self.attention(feature_tokens, keys, keys, key_padding_mask=~real, need_weights=need_weights)
+        # The mask is spelt out per head and per feature token: a key padding mask exports as an
+        # ONNX Attention mask of shape [batch, 1, 1, keys], which onnxruntime refuses (it wants the
+        # query axis in full).
+        batch, features, heads = feature_tokens.shape[0], feature_tokens.shape[1], self.attention.num_heads
+        blocked = (~real)[:, None, None, :].expand(batch, heads, features, real.shape[1])
+        return self.attention(
+            feature_tokens, keys, keys, attn_mask=blocked.reshape(batch * heads, features, -1), need_weights=need_weights
+        )
 
     def forward(self, texts: list[TextEncoding], tabular: torch.Tensor | None) -> torch.Tensor:
         attended, _ = self.attend(texts, tabular)

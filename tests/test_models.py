@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from transformers import PreTrainedModel
 import pandas as pd
 import pytest
 import torch
@@ -207,6 +208,14 @@ def test_onnx_matches_pytorch_on_other_batch_chunk_and_token_counts(case):
     (actual,) = session.run([OUTPUT_NAME], {name: batch[name].numpy() for name in case.model.input_names})
     assert actual.shape == (3, case.config.num_classes)
     np.testing.assert_allclose(actual, probabilities(case.model, batch), atol=1e-4)
+
+
+def test_each_bert_layer_exports_as_one_standard_attention_node(case):
+    """onnxruntime's fast path is opset 23's Attention op, not a MatMul/Softmax/Where chain."""
+    graph = onnx.load(str(case.onnx_path)).graph
+    attention = [node for node in graph.node if node.op_type == "Attention" and node.domain in ("", "ai.onnx")]
+    bert_layers = sum(m.config.num_hidden_layers for m in case.model.modules() if isinstance(m, PreTrainedModel))
+    assert len(attention) == bert_layers + (case.config.model_class == "multimodal_cross_attn")
 
 
 def test_rebuilds_from_saved_artifacts_alone(case):
