@@ -35,6 +35,8 @@ COPY models/ ${PROGRAM_DIR}/models/
 COPY training/ ${PROGRAM_DIR}/training/
 COPY evaluation/ ${PROGRAM_DIR}/evaluation/
 COPY export/ ${PROGRAM_DIR}/export/
+COPY inference/ ${PROGRAM_DIR}/inference/
+COPY job/ ${PROGRAM_DIR}/job/
 COPY --chmod=755 docker/train /usr/local/bin/train
 RUN mkdir -p /opt/ml \
     && ln -s ${PROGRAM_DIR} /opt/ml/code

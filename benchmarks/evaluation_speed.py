@@ -16,10 +16,10 @@ from common import arguments, demo_config, demo_frames, median_seconds, prepare,
 
 
 def run(model: str | None = None, rows: int = 500, repeats: int = 3) -> dict:
-    from evaluation.inference import predict_probabilities
+    from inference.engines import TorchEngine
     from loops import fresh_model
-    from processing.text import build_text_pipeline
-    from training.data import EVAL_BATCH_MULTIPLIER, evaluation_loader
+    from processing.loaders import EVAL_BATCH_MULTIPLIER, scoring_loader
+    from processing.text.pipeline import build_text_pipeline
 
     config = demo_config(model)
     frames = demo_frames(rows, eval_rows=rows)
@@ -28,10 +28,10 @@ def run(model: str | None = None, rows: int = 500, repeats: int = 3) -> dict:
     pad = tokenizer.pad_token_id or 0
     figures = {"rows": rows, "train_batch_size": config.batch_size}
     for name, train_sized in (("eval_batch_length_sorted", False), ("train_batch_file_order", True)):
-        loader = evaluation_loader(splits["val"], config, pad_id=pad)
+        loader = scoring_loader(splits["val"], config, pad_id=pad)
         if train_sized:
             loader = type(loader)(loader.dataset, batch_size=config.batch_size, collate_fn=loader.collate_fn)
-        seconds = median_seconds(lambda: predict_probabilities(model_, loader), repeats)
+        seconds = median_seconds(lambda: TorchEngine(model_).probabilities(loader), repeats)
         figures[f"seconds_per_1000_rows_{name}"] = 1000 * seconds / rows
     figures["eval_batch_size"] = config.batch_size * EVAL_BATCH_MULTIPLIER
     pipeline = build_text_pipeline(config.steps_for("text"), tokenizer, max_sen_len=config.max_sen_len)

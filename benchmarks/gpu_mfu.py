@@ -49,7 +49,7 @@ def step_flops(encoder: BertConfig, non_embedding_params: int, batch: int, lengt
 
 def measure(batch: int, length: int, device: torch.device, tiny: bool, steps: int) -> dict:
     from models.backbone import Backbone
-    from models.lightning_module import build_optimizer
+    from training.optimization import build_optimizer
     from models.registry import build_model
 
     encoder = encoder_config(tiny)

@@ -11,8 +11,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from hyperparams import Config
-from models.lightning_module import ClassifierModule, build_optimizer, warmup_then_linear_decay
+from hyperparams.config import Config
+from training.module import ClassifierModule
+from training.optimization import build_optimizer, warmup_then_linear_decay
 from models.registry import build_model
 from training.data import fit_loaders
 from training.precision import choose_precision

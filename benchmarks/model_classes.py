@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hyperparams import MODEL_CLASSES  # noqa: E402
+from hyperparams.model_classes import MODEL_CLASSES  # noqa: E402
 
 PARAMETERS = re.compile(r"^Model (\w+): ([\d,]+) parameters", re.MULTILINE)  # the dry-run report's line
 TRAINED = re.compile(r"Model (\w+): ([\d,]+) trainable parameters")  # the log line of a real run

@@ -3,7 +3,7 @@
 The demo model (multimodal_bert on MiniLM) is exported exactly as the job exports it (opset 23,
 where a BERT's attention is one ``Attention`` node), then timed on real review batches: PyTorch
 eager in fp32 under ``inference_mode``; ONNX Runtime with its default session, as
-``evaluation.predict`` runs ``model.onnx``; ONNX Runtime with full graph optimisation, the
+``inference.predict`` runs ``model.onnx``; ONNX Runtime with full graph optimisation, the
 transformer fusions of ``onnxruntime.transformers`` and one intra-op thread per core; and, for
 comparison, the default session on an opset-20 export (torch's default opset, where attention is a
 chain of MatMul, Softmax and Where nodes). Ratios below 1 mean ONNX is faster.
@@ -54,12 +54,12 @@ def _transformer_fused(path: Path, num_heads: int, hidden: int) -> Path:
 def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:
     from export.onnx_export import ProbabilityGraph, export_onnx, pad_chunks
     from loops import fresh_model
-    from training.data import evaluation_loader
+    from processing.dataset import BatchCollator
 
     config = demo_config(model)
     tokenizer, backbone, splits = prepare(config, demo_frames(rows, eval_rows=rows))
     net = fresh_model(config, backbone, splits["train"]).eval()
-    collate = evaluation_loader(splits["val"], config, pad_id=tokenizer.pad_token_id or 0).collate_fn
+    collate = BatchCollator.of(splits["val"], config, tokenizer.pad_token_id or 0)
     graph = ProbabilityGraph(net).eval()
     figures: dict = {"threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as folder:

@@ -48,7 +48,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from benchmarks.dialogues import dialogues  # noqa: E402
 from processing.cache import TextCache  # noqa: E402
-from processing.text import build_text_pipeline  # noqa: E402
+from processing.text.pipeline import build_text_pipeline  # noqa: E402
 
 ALL_STEPS = [
     "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"

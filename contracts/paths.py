@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -20,6 +20,8 @@ PROGRAM_DIR = Path(__file__).resolve().parent.parent
 
 # The channel a pipeline step uses to hand over precomputed imputation / risk tables.
 ARTIFACTS_CHANNEL = "model_artifacts_input"
+TRAINING_LOG_FOLDER = "tensorboard_train"  # in output/data; written live during training
+TEXT_CACHE_FOLDER = "preprocessed"  # in the checkpoint folder, so a restarted job finds it
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,23 @@ class ContractPaths:
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
 
-    def channel(self, split: str) -> Path:
-        return self.channels[split]
+    @property
+    def training_log_dir(self) -> Path:
+        return self.output_data_dir / TRAINING_LOG_FOLDER
+
+    @property
+    def text_cache_dir(self) -> Path:
+        return self.checkpoints_dir / TEXT_CACHE_FOLDER
+
+    def with_outputs_in(self, folder: Path) -> ContractPaths:
+        """The same inputs, with every location the job writes to moved into ``folder``."""
+        return replace(
+            self,
+            model_dir=folder / "model",
+            output_dir=folder / "output",
+            output_data_dir=folder / "output" / "data",
+            checkpoints_dir=folder / "checkpoints",
+        )
 
 
 def resolve_paths(environ: Mapping[str, str] | None = None, program_dir: Path = PROGRAM_DIR) -> ContractPaths:

@@ -1,1 +1,1 @@
-"""Evaluation: metrics, figures, prediction files, TensorBoard events, and batch prediction (``python -m evaluation.predict``)."""
+"""Evaluation after training: metrics, figures, prediction files and TensorBoard events in ``output/data``."""

@@ -22,7 +22,8 @@ from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.preprocessing import label_binarize
 
-DEFAULT_THRESHOLD = 0.5
+from inference.outputs import DEFAULT_THRESHOLD
+
 RANKING_METRICS = ("auroc", "average_precision")
 
 
@@ -44,13 +45,6 @@ class MetricReport:
         if self.per_class:
             out["per_class"] = self.per_class
         return out
-
-
-def predicted_classes(probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """Class indices: for binary tasks class 1 when its probability reaches ``threshold``, else the arg-max."""
-    if probs.shape[1] == 2:
-        return (probs[:, 1] >= threshold).astype(np.int64)
-    return probs.argmax(axis=1)
 
 
 def compute_metrics(

@@ -25,10 +25,11 @@ import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from evaluation.metrics import DEFAULT_THRESHOLD, best_f1_threshold, compute_metrics, predicted_classes
+from evaluation.metrics import best_f1_threshold, compute_metrics
 from evaluation.plots import calibration_figure, confusion_figure, pr_figure, roc_figure, save_figure
-from evaluation.predictions import prediction_frame, write_predictions
-from hyperparams import Config
+from hyperparams.config import Config
+from inference.outputs import DEFAULT_THRESHOLD, prediction_frame, predicted_classes
+from processing.files import write_table
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,13 @@ def write_evaluation(output_dir: Path, config: Config, results: dict[str, SplitR
     for name, reason in missing_metrics(metrics):
         log.warning("%s is missing: %s", name, reason)
     return metrics
+
+
+def write_predictions(frame: pd.DataFrame, output_dir: Path, split: str, input_file: Path) -> Path:
+    """``<split>_predictions.<the input file's format>``."""
+    path = output_dir / f"{split}_predictions{input_file.suffix.lower()}"
+    write_table(frame, path)
+    return path
 
 
 def evaluation_metrics(config: Config, results: dict[str, SplitResult]) -> dict:
@@ -136,3 +144,13 @@ def write_tensorboard(log_dir: Path, config: Config, results: dict[str, SplitRes
         for name, fig in figures.items():
             writer.add_figure(f"eval/{name}", fig, step, close=False)
             save_figure(fig, log_dir / f"{name}.png")
+
+
+def metric_lines(metrics: dict) -> list[str]:
+    """One stable line per final metric, e.g. ``test/auroc=0.9412``: a tuning job's regex reads these."""
+    return [
+        f"{split}/{name}={value:.4f}"
+        for split in ("val", "test")
+        for name, value in metrics.get(split, {}).items()
+        if isinstance(value, float) and name != "threshold"
+    ]

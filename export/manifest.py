@@ -32,7 +32,7 @@ import pandas as pd
 from torch import nn
 
 from export.onnx_export import PARITY_TOLERANCE
-from hyperparams import Config
+from hyperparams.config import Config
 from processing.cache import file_sha256
 from training.trainer import exported_checkpoint
 

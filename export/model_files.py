@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from hyperparams import Config
+from hyperparams.config import Config
 
 
 def artifacts_bundle(

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from contracts import ExportError
+from contracts.errors import ExportError
 from models.classifier import Classifier
 
 log = logging.getLogger(__name__)

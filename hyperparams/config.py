@@ -14,31 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from typing_extensions import TypedDict
 
 from hyperparams.coercion import coerce_literal, coerce_text
+from hyperparams.model_classes import MODEL_CLASSES, MODEL_SPECS
+from hyperparams.rules import (
+    DEFAULT_SECONDARY_TEXT_STEPS,
+    DEFAULT_TEXT_STEPS,
+    RESERVED_BATCH_KEYS,
+    TEXT_STEP_NAMES,
+    TextStepName,
+    risk_rate_columns,
+    text_step_order_problem,
+)
 
-ModelClass = Literal[
-    "multimodal_bert",
-    "multimodal_cnn",
-    "multimodal_moe",
-    "multimodal_gate_fusion",
-    "multimodal_cross_attn",
-    "bert",
-    "lstm",
-]
+ModelClass = Literal[MODEL_CLASSES]  # the names of hyperparams.model_classes.MODEL_SPECS
 MetricName = Literal["auroc", "average_precision", "f1_score", "precision", "recall", "accuracy"]
-TextStep = Literal[
-    "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
-]
-MODEL_CLASSES: tuple[str, ...] = get_args(ModelClass)
-TEXT_ONLY_MODELS = ("bert", "lstm")
-BERT_MODELS = ("multimodal_bert", "multimodal_moe", "multimodal_gate_fusion", "multimodal_cross_attn", "bert")
 METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
-TEXT_STEP_NAMES: tuple[str, ...] = get_args(TextStep)  # in their natural order
-FULL_TEXT_STEPS = list(TEXT_STEP_NAMES)
-SECONDARY_TEXT_STEPS = ["dialogue_splitter", "text_normalizer", "dialogue_chunker", "tokenizer"]
 PositiveInt = Annotated[int, Field(gt=0)]
 ColumnName = Annotated[str, Field(min_length=1)]
-# Batch keys the collate sets besides the text inputs; a text key with one of these names would overwrite it.
-RESERVED_BATCH_KEYS = ("tabular", "labels", "index")
 
 
 class RiskTable(TypedDict):
@@ -102,15 +93,15 @@ class Config(BaseModel):
     fixed_tokenizer_length: bool = Field(False, description="Pad every chunk to max_sen_len instead of to the longest chunk in the batch.")
     text_input_ids_key: str = Field("input_ids", min_length=1, description="Batch and ONNX input name of the token ids.")
     text_attention_mask_key: str = Field("attention_mask", min_length=1, description="Batch and ONNX input name of the attention mask.")
-    text_processing_steps: list[TextStep] | None = Field(
+    text_processing_steps: list[TextStepName] | None = Field(
         None,
         description="Text steps for text_name, in order: dialogue_splitter first if used, dialogue_chunker right before "
         "tokenizer, tokenizer last. Default: all six.",
     )
-    primary_text_processing_steps: list[TextStep] | None = Field(
+    primary_text_processing_steps: list[TextStepName] | None = Field(
         None, description="Text steps for primary_text_name, ordered as text_processing_steps. Default: all six."
     )
-    secondary_text_processing_steps: list[TextStep] | None = Field(
+    secondary_text_processing_steps: list[TextStepName] | None = Field(
         None,
         description="Text steps for secondary_text_name, ordered as text_processing_steps. "
         "Default: dialogue_splitter, text_normalizer, dialogue_chunker, tokenizer.",
@@ -250,18 +241,12 @@ class Config(BaseModel):
 
     @property
     def uses_tabular(self) -> bool:
-        return self.model_class not in TEXT_ONLY_MODELS
+        return MODEL_SPECS[self.model_class].tabular is not None
 
     @property
     def class_labels(self) -> list[int | str]:
         """The label of each class index: multiclass_categories, or 0 and 1 for a plain binary task."""
         return list(self.multiclass_categories) if self.multiclass_categories else [0, 1]
-
-    @property
-    def risk_columns_per_field(self) -> int:
-        """Two classes encode a category by its positive rate (the other rate is its complement);
-        more classes by one rate per class."""
-        return 1 if self.num_classes == 2 else self.num_classes
 
     @property
     def passthrough_categorical_fields(self) -> list[str]:
@@ -284,7 +269,7 @@ class Config(BaseModel):
             return []
         names = self.numeric_fields
         for field in self.encoded_categorical_fields:
-            if self.risk_columns_per_field == 1:
+            if risk_rate_columns(self.num_classes) == 1:
                 names.append(f"{field}__risk")
             else:
                 names.extend(f"{field}__risk_{label}" for label in self.class_labels)
@@ -303,7 +288,7 @@ class Config(BaseModel):
         }[role]
         if configured is not None:
             return list(configured)
-        return list(SECONDARY_TEXT_STEPS if role == "secondary" else FULL_TEXT_STEPS)
+        return list(DEFAULT_SECONDARY_TEXT_STEPS if role == "secondary" else DEFAULT_TEXT_STEPS)
 
 
 def _is_text_field(annotation: Any) -> bool:
@@ -436,27 +421,25 @@ def _check_precomputed_encoders(c: Config) -> None:
         extra = [f for f in given if f not in expected]
         if extra:
             raise ValueError(f"{field} has entries for {_names(extra)}, which are not a {role}; remove them")
+    for field, table in (c.risk_tables or {}).items():
+        width = risk_rate_columns(c.num_classes)
+        for category, rates in [*table["bins"].items(), ("default_bin", table["default_bin"])]:
+            given = len(rates) if isinstance(rates, list) else None
+            if (width == 1 and given is not None) or (width > 1 and given != width):
+                expected = "one rate (of the positive class)" if width == 1 else f"a list of {width} rates, one per class"
+                raise ValueError(
+                    f"risk table {field!r} gives {rates!r} for {category!r}; a task with {c.num_classes} classes needs "
+                    f"{expected}"
+                )
 
 
 def _check_text_steps(c: Config) -> None:
     for role in c.text_fields:
         field = "text_processing_steps" if role == "text" else f"{role}_text_processing_steps"
         steps = c.steps_for(role)
-        problem = _step_order_problem(steps)
+        problem = text_step_order_problem(steps)
         if problem:
             raise ValueError(f"{field} {steps}: {problem}; valid steps in order are {list(TEXT_STEP_NAMES)}")
-
-
-def _step_order_problem(steps: list[str]) -> str | None:
-    if len(set(steps)) != len(steps):
-        return "a step is listed twice"
-    if not steps or steps[-1] != "tokenizer":
-        return "tokenizer must be the last step"
-    if "dialogue_splitter" in steps and steps[0] != "dialogue_splitter":
-        return "dialogue_splitter must come first"
-    if "dialogue_chunker" in steps and steps[-2] != "dialogue_chunker":
-        return "dialogue_chunker must come right before tokenizer"
-    return None
 
 
 def _check_batch_keys(c: Config) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hyperparams.config import BERT_MODELS, TEXT_ONLY_MODELS, Config
+from hyperparams.config import Config
+from hyperparams.model_classes import BERT_MODELS, MODEL_SPECS, TEXT_ONLY_MODELS
 
 Reason = Callable[[Config], str | None]
 
@@ -64,6 +65,15 @@ def _warmup(c: Config) -> str | None:
     return "run_scheduler is false, so there is no warm-up (the learning rate decays by lr_decay per epoch)"
 
 
+def _lr(c: Config) -> str | None:
+    if c.head_lr is None or MODEL_SPECS[c.model_class].fine_tunes_transformer:
+        return None
+    return (
+        f"model_class {c.model_class} has no pretrained transformer, so every parameter trains at head_lr; "
+        "set the rate with head_lr (or remove head_lr to train at lr)"
+    )
+
+
 def _chunking(c: Config) -> str | None:
     if any("dialogue_chunker" in c.steps_for(role) for role in c.text_fields):
         return None
@@ -80,6 +90,7 @@ REASONS: dict[str, Reason] = {
     "reinit_pooler": BERT_ONLY,
     "reinit_layers": BERT_ONLY,
     "gradient_checkpointing": BERT_ONLY,
+    "lr": _lr,
     "momentum": _only_for_optimizers("SGD"),
     "adam_epsilon": _only_for_optimizers("Adam", "AdamW"),
     "lr_decay": _lr_decay,

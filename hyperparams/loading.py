@@ -18,7 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contracts import ConfigError, ContractPaths
+from contracts.errors import ConfigError
+
+from contracts.paths import ContractPaths
 from hyperparams.config import Config
 from hyperparams.inactive import inactive_settings
 

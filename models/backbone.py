@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from contracts import ConfigError
+from contracts.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

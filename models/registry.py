@@ -1,4 +1,4 @@
-"""model_class -> a built Classifier. The one place that knows which parts make each model.
+"""model_class -> a built Classifier: each part named in ``hyperparams.model_classes`` made real.
 
 Every class is text encoder(s) + (tabular encoder) + fusion + the shared head; with two text
 columns each gets its own encoder. An inference process rebuilds a trained model from
@@ -8,14 +8,14 @@ columns each gets its own encoder. An inference process rebuilds a trained model
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-from contracts import ConfigError
-from hyperparams import Config
+from contracts.errors import ConfigError
+from hyperparams.config import Config
+from hyperparams.model_classes import MODEL_SPECS, FusionKind, ModelSpec, TabularEncoderKind, TextEncoderKind
 from models.backbone import Backbone
 from models.classifier import Classifier
 from models.fusion import ConcatFusion, CrossAttentionFusion, GateFusion, MixtureOfExpertsFusion
@@ -24,39 +24,11 @@ from models.embedding_encoders import CnnChunkEncoder, LstmChunkEncoder
 from models.text_encoders import BertChunkEncoder
 from processing.dataset import TextKeys
 
-TextKind = Literal["bert", "cnn", "lstm"]
-TabularKind = Literal["mlp", "feature_tokens"]
-FusionKind = Literal["concat", "gate", "mixture_of_experts", "cross_attention"]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    text: TextKind
-    tabular: TabularKind | None  # None: text only
-    fusion: FusionKind
-
-
-MODELS: dict[str, ModelSpec] = {
-    "multimodal_bert": ModelSpec("bert", "mlp", "concat"),
-    "multimodal_cnn": ModelSpec("cnn", "mlp", "concat"),
-    "multimodal_moe": ModelSpec("bert", "mlp", "mixture_of_experts"),
-    "multimodal_gate_fusion": ModelSpec("bert", "mlp", "gate"),
-    "multimodal_cross_attn": ModelSpec("bert", "feature_tokens", "cross_attention"),
-    "bert": ModelSpec("bert", None, "concat"),
-    "lstm": ModelSpec("lstm", None, "concat"),
-}
-EMBEDDING_ENCODERS = ("cnn", "lstm")
-
-
-def text_keys(config: Config) -> TextKeys:
-    return TextKeys(config.text_input_ids_key, config.text_attention_mask_key)
-
-
 def model_spec(model_class: str) -> ModelSpec:
     try:
-        return MODELS[model_class]
+        return MODEL_SPECS[model_class]
     except KeyError:
-        raise ConfigError(f"model_class {model_class!r} is unknown; use one of {sorted(MODELS)}") from None
+        raise ConfigError(f"model_class {model_class!r} is unknown; use one of {sorted(MODEL_SPECS)}") from None
 
 
 def initial_word_embeddings(config: Config, backbone: Backbone) -> torch.Tensor | None:
@@ -64,7 +36,7 @@ def initial_word_embeddings(config: Config, backbone: Backbone) -> torch.Tensor 
 
     It goes into ``model_artifacts.pth`` so that rebuilding such a model never loads a transformer.
     """
-    return backbone.word_embeddings() if model_spec(config.model_class).text in EMBEDDING_ENCODERS else None
+    return backbone.word_embeddings() if model_spec(config.model_class).starts_from_word_embeddings else None
 
 
 def build_model(config: Config, backbone: Backbone, embedding_matrix: torch.Tensor | None = None) -> Classifier:
@@ -72,7 +44,7 @@ def build_model(config: Config, backbone: Backbone, embedding_matrix: torch.Tens
     them. CNN and LSTM encoders start from ``embedding_matrix`` (default: the backbone's)."""
     spec = model_spec(config.model_class)
     dropout = 1.0 - config.dropout_keep
-    if spec.text in EMBEDDING_ENCODERS and embedding_matrix is None:
+    if spec.starts_from_word_embeddings and embedding_matrix is None:
         embedding_matrix = backbone.word_embeddings()
     encoders = {
         role: _text_encoder(spec.text, config, backbone, embedding_matrix, dropout) for role in config.text_fields
@@ -80,7 +52,7 @@ def build_model(config: Config, backbone: Backbone, embedding_matrix: torch.Tens
     tabular = _tabular_encoder(spec.tabular, config, dropout)
     fusion = _fusion(spec.fusion, config, list(encoders.values()), tabular, dropout)
     return Classifier(
-        encoders, tabular, fusion, config.num_classes, config.hidden_common_dim, dropout, text_keys(config)
+        encoders, tabular, fusion, config.num_classes, config.hidden_common_dim, dropout, TextKeys.of(config)
     )
 
 
@@ -98,7 +70,7 @@ def trainable_parameters(model: nn.Module) -> int:
 
 
 def _text_encoder(
-    kind: TextKind, config: Config, backbone: Backbone, embeddings: torch.Tensor | None, dropout: float
+    kind: TextEncoderKind, config: Config, backbone: Backbone, embeddings: torch.Tensor | None, dropout: float
 ) -> nn.Module:
     if kind == "bert":
         return BertChunkEncoder(
@@ -125,7 +97,7 @@ def _text_encoder(
     )
 
 
-def _tabular_encoder(kind: TabularKind | None, config: Config, dropout: float) -> nn.Module | None:
+def _tabular_encoder(kind: TabularEncoderKind | None, config: Config, dropout: float) -> nn.Module | None:
     if kind == "mlp":
         return TabularEncoder(config.tabular_dim, config.hidden_common_dim, dropout)
     if kind == "feature_tokens":

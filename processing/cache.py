@@ -26,8 +26,8 @@ import emoji
 import numpy as np
 import tokenizers
 
+from processing.text.chunking import ChunkStats
 from processing.text.ragged import RaggedChunks
-from processing.text.tokenization import ChunkStats
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hyperparams.config import Config
+from hyperparams.rules import INDEX_KEY, LABELS_KEY, TABULAR_KEY
 from processing.text.ragged import RaggedChunks
 
 
@@ -26,6 +28,10 @@ from processing.text.ragged import RaggedChunks
 class TextKeys:
     input_ids: str = "input_ids"
     attention_mask: str = "attention_mask"
+
+    @classmethod
+    def of(cls, config: Config) -> TextKeys:
+        return cls(config.text_input_ids_key, config.text_attention_mask_key)
 
     def for_role(self, role: str) -> tuple[str, str]:
         """Batch keys of one text role: unprefixed for a single text, prefixed for two."""
@@ -75,7 +81,12 @@ class BatchCollator:
             ids_key, mask_key = self.keys.for_role(role)
             batch[ids_key] = torch.from_numpy(ids)
             batch[mask_key] = torch.from_numpy(mask)
-        batch["tabular"] = torch.from_numpy(self.split.tabular[indices])
-        batch["labels"] = torch.from_numpy(self.split.labels[indices])
-        batch["index"] = torch.from_numpy(indices)
+        batch[TABULAR_KEY] = torch.from_numpy(self.split.tabular[indices])
+        batch[LABELS_KEY] = torch.from_numpy(self.split.labels[indices])
+        batch[INDEX_KEY] = torch.from_numpy(indices)
         return batch
+
+    @classmethod
+    def of(cls, split: EncodedSplit, config: Config, pad_id: int) -> BatchCollator:
+        """The collate for ``split`` as the config asks (padded per batch, or to max_sen_len)."""
+        return cls(split, TextKeys.of(config), pad_id, config.max_sen_len if config.fixed_tokenizer_length else 0)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from contracts import DataError
-from hyperparams import Config
+from contracts.errors import DataError
+from hyperparams.config import Config
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 SEPARATORS = {"csv": ",", "tsv": "\t"}

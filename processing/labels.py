@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from contracts import DataError
-from processing.tabular import MISSING_CATEGORY, category_keys
+from contracts.errors import DataError
+from processing.risk_tables import MISSING_CATEGORY, category_keys
 
 BLANK = {MISSING_CATEGORY, ""}  # keys of missing and empty labels
 
@@ -37,9 +37,6 @@ class LabelEncoder:
                 f"expected one of {self.classes} ({self._fix(keys, counts.index)})."
             )
         return codes.to_numpy(dtype=np.int64)
-
-    def label_of(self, index: int) -> int | str:
-        return self.classes[index]
 
     def _fix(self, keys: pd.Series, unknown: pd.Index) -> str:
         """The likely fix: label the missing rows, or name the classes the file uses (when it uses no

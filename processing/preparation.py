@@ -14,60 +14,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hyperparams import Config
+from hyperparams.config import Config
 from processing.cache import TextCache, cache_key, file_sha256, tokenizer_fingerprint
 from processing.dataset import EncodedSplit
 from processing.labels import LabelEncoder
-from processing.precomputed import GivenRiskTables
-from processing.tabular import NumericImputer, RiskTableEncoder, parse_numeric
-from processing.text import RaggedChunks, build_text_pipeline
-from processing.text.pipeline import token_length_summary
-from processing.text.tokenization import ChunkStats
+from processing.tabular import TabularEncoders
+from processing.text.chunking import ChunkStats
+from processing.text.pipeline import build_text_pipeline, token_length_summary
+from processing.text.ragged import RaggedChunks
 from processing.validation import check_training_labels
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TabularEncoders:
-    """What turns raw tabular columns into model input; saved with the model."""
-
-    imputer: NumericImputer
-    risk_tables: RiskTableEncoder
-
-    def transform(self, config: Config, frame: pd.DataFrame, split: str) -> np.ndarray:
-        if not config.uses_tabular:
-            return np.zeros((len(frame), 0), dtype=np.float32)
-        numbers = parse_numeric(frame, self.imputer.fields, split, config.passthrough_categorical_fields)
-        numbers = self.imputer.transform(numbers)
-        risks = self.risk_tables.transform(frame)
-        return np.concatenate([numbers, risks], axis=1)
-
-
-@dataclass
 class PreparedData:
+    """Every split as model-ready arrays, and the tabular encoders that made them (saved with the model)."""
+
     splits: dict[str, EncodedSplit]
-    labels: LabelEncoder
     tabular: TabularEncoders
-    text_stats: dict[str, ChunkStats]
-
-
-def fit_tabular(config: Config, train: pd.DataFrame, train_labels: np.ndarray) -> TabularEncoders:
-    """Fit imputation and risk tables on train, or take them from the config when given (columns that
-    already hold the given tables' rates then pass through)."""
-    fields = config.numeric_fields
-    if config.imputation_dict is not None:
-        imputer = NumericImputer.from_artifact(config.imputation_dict, fields)
-    else:
-        numbers = parse_numeric(train, fields, "train", config.passthrough_categorical_fields)
-        imputer = NumericImputer(fields).fit(numbers)
-    cat_fields = config.encoded_categorical_fields if config.uses_tabular else []
-    if config.risk_tables is not None:
-        risk = GivenRiskTables.from_artifact(config.risk_tables, cat_fields, config.num_classes)
-    else:
-        risk = RiskTableEncoder(cat_fields, config.num_classes, config.smooth_factor, config.count_threshold)
-        risk.fit(train, train_labels)
-    return TabularEncoders(imputer, risk)
 
 
 def encode_labels(config: Config, frames: Mapping[str, pd.DataFrame]) -> tuple[LabelEncoder, dict[str, np.ndarray]]:
@@ -135,17 +100,17 @@ def prepare_data(
     files: Mapping[str, Path],
     cache: TextCache | None = None,
 ) -> PreparedData:
-    labels, label_ids = encode_labels(config, frames)
+    _, label_ids = encode_labels(config, frames)
     check_training_labels(label_ids["train"], config.class_labels, files["train"])
     for split, ids in label_ids.items():
         counts = np.bincount(ids, minlength=config.num_classes)
         log.info("%s: %d rows, classes %s", split, len(ids), dict(zip(map(str, config.class_labels), counts.tolist())))
-    tabular = fit_tabular(config, frames["train"], label_ids["train"])
+    tabular = TabularEncoders.fit(config, frames["train"], label_ids["train"])
     # tabular problems (e.g. rates of another risk table) surface before the slow text encoding
     features = {split: tabular.transform(config, frame, split) for split, frame in frames.items()}
-    texts, stats = encode_texts(config, tokenizer, frames, files, cache)
+    texts, _ = encode_texts(config, tokenizer, frames, files, cache)
     splits = {split: EncodedSplit(texts[split], features[split], label_ids[split]) for split in frames}
-    return PreparedData(splits, labels, tabular, stats)
+    return PreparedData(splits, tabular)
 
 
 def _log_chunking(column: str, stats: ChunkStats, config: Config) -> None:

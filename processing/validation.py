@@ -13,10 +13,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from contracts import DataError
-from hyperparams import Config
+from contracts.errors import DataError
+from hyperparams.config import Config
 from processing.labels import LabelEncoder
-from processing.tabular import parse_numeric
+from processing.numeric import parse_numeric
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import pytest
 from synthetic import hyperparameters, make_rows, write_job
 from test_failures import assert_failed_cleanly
 
-from contracts import DataError
-from hyperparams import validate_config
+from contracts.errors import DataError
+from hyperparams.loading import validate_config
 from processing.files import _first_invalid_utf8
 from processing.validation import validate_splits
 

@@ -6,7 +6,7 @@ import logging
 import shutil
 
 import processing.cache
-from hyperparams import validate_config
+from hyperparams.loading import validate_config
 from processing.cache import PROCESSING, TextCache, chain_sources, source_fingerprint
 from processing.files import read_table
 from processing.preparation import encode_texts

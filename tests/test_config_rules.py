@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from contracts import ConfigError
-from hyperparams import Config, validate_config
+from contracts.errors import ConfigError
+from hyperparams.config import Config
+from hyperparams.loading import validate_config
 from hyperparams.inactive import inactive_settings
 from hyperparams.reference import END, START, markdown_table, replace_table, table_in, type_name
-from processing.tabular import RiskTableEncoder
+from processing.tabular import TabularEncoders
 from synthetic import MINIMAL_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,13 +108,24 @@ def test_settings_that_act_are_not_noted(changes):
     assert inactive_settings(validate_config({**BASE, **changes})) == []
 
 
-def test_two_classes_encode_one_risk_rate_like_the_encoder():
-    for changes in ({}, {"is_binary": False, "num_classes": 2, "multiclass_categories": ["n", "p"]},
-                    {"is_binary": False, "num_classes": 3, "multiclass_categories": ["x", "y", "z"]}):
-        config = validate_config({**BASE, **changes})
-        encoder = RiskTableEncoder(config.encoded_categorical_fields, config.num_classes)
-        assert config.risk_columns_per_field == encoder.width
-        assert config.tabular_dim == 1 + encoder.width
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        ({}, ["a", "c__risk"]),
+        ({"is_binary": False, "num_classes": 2, "multiclass_categories": ["n", "p"]}, ["a", "c__risk"]),
+        ({"is_binary": False, "num_classes": 3, "multiclass_categories": ["x", "y", "z"]},
+         ["a", "c__risk_x", "c__risk_y", "c__risk_z"]),
+    ],
+    ids=["binary", "two named classes", "three classes"],
+)
+def test_the_encoded_columns_are_the_declared_tabular_features(changes, names):
+    """Two classes encode a category by its positive rate, more classes by one rate per class."""
+    config = validate_config({**BASE, **changes})
+    labels = np.arange(6) % config.num_classes
+    frame = pd.DataFrame({"a": [1.0, 2.0, None, 4.0, 5.0, 6.0], "c": list("ppqqrr")})
+    encoded = TabularEncoders.fit(config, frame, labels).transform(config, frame, "train")
+    assert config.tabular_feature_names == names
+    assert encoded.shape == (6, len(names)) == (6, config.tabular_dim)
 
 
 # --- the shipped examples -------------------------------------------------------------------

@@ -7,14 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from contracts import ConfigError, DataError, env_flag, resolve_paths
+from contracts.environment import env_flag
+
+from contracts.errors import ConfigError, DataError
+
+from contracts.paths import resolve_paths
 from contracts.failure import REASON_LIMIT, write_failure
 
 
 def test_defaults_to_opt_ml():
     paths = resolve_paths({})
     assert paths.base_dir == Path("/opt/ml")
-    assert paths.channel("train") == Path("/opt/ml/input/data/train")
+    assert paths.channels["train"] == Path("/opt/ml/input/data/train")
     assert paths.model_dir == Path("/opt/ml/model")
     assert paths.output_data_dir == Path("/opt/ml/output/data")
     assert paths.failure_file == Path("/opt/ml/output/failure")
@@ -26,7 +30,7 @@ def test_defaults_to_opt_ml():
 
 def test_base_dir_moves_everything(tmp_path):
     paths = resolve_paths({"SAGEMAKER_BASE_DIR": str(tmp_path)})
-    assert paths.channel("val") == tmp_path / "input" / "data" / "val"
+    assert paths.channels["val"] == tmp_path / "input" / "data" / "val"
     assert paths.model_dir == tmp_path / "model"
     assert paths.checkpoints_dir == tmp_path / "checkpoints"
 
@@ -41,7 +45,7 @@ def test_sagemaker_variables_override_single_locations(tmp_path):
         "SM_OUTPUT_DATA_DIR": "/elsewhere/out",
     }
     paths = resolve_paths(env)
-    assert [paths.channel(s) for s in ("train", "val", "test")] == [Path("/data/tr"), Path("/data/va"), Path("/data/te")]
+    assert [paths.channels[s] for s in ("train", "val", "test")] == [Path("/data/tr"), Path("/data/va"), Path("/data/te")]
     assert paths.model_dir == Path("/elsewhere/model")
     assert paths.output_data_dir == Path("/elsewhere/out")
     assert paths.failure_file == tmp_path / "output" / "failure"

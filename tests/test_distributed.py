@@ -20,9 +20,9 @@ from conftest import run_script
 from synthetic import hyperparameters, write_job
 from test_end_to_end import MODEL_FILES
 
-from contracts import ConfigError
+from contracts.errors import ConfigError
 from export.staging import WORK_PREFIX
-from hyperparams import validate_config
+from hyperparams.loading import validate_config
 from processing.dataset import EncodedSplit
 from training import distributed, sampling
 from training.data import fit_loaders
@@ -287,13 +287,13 @@ def test_local_rank_before_any_process_group(monkeypatch):
 
 def test_evaluation_batches_cover_every_row_once_and_group_similar_lengths(tiny_bert):
     from processing.text.ragged import RaggedChunks
-    from training.data import evaluation_loader
+    from processing.loaders import scoring_loader
 
     lengths = np.array([9, 3, 7, 3, 9, 5, 4, 8])  # one chunk per row, of these lengths
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     chunks = RaggedChunks(np.full(lengths.sum(), 5, dtype=np.uint16), offsets, np.arange(len(lengths) + 1))
     split = EncodedSplit({"text": chunks}, np.zeros((8, 3), dtype=np.float32), np.arange(8) % 2)
-    loader = evaluation_loader(split, config(tiny_bert, batch_size=1), pad_id=0)  # batches of 4 rows
+    loader = scoring_loader(split, config(tiny_bert, batch_size=1), pad_id=0)  # batches of 4 rows
     batches = list(loader)
     assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(8))
     assert [b["input_ids"].shape[-1] for b in batches] == [5, 9]  # short rows together, long rows together

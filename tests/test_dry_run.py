@@ -23,11 +23,10 @@ from synthetic import NEUTRAL, hyperparameters, make_rows, write_job
 from test_failures import assert_failed_cleanly
 
 import pytorch_training
-from contracts import resolve_paths
+from contracts.paths import resolve_paths
 from export.staging import WORK_PREFIX
-from hyperparams import validate_config
-from training.dry_run import JobRecord, _time_estimate, sample_split
-from training.dry_run import dry_run as dry_run_report
+from hyperparams.loading import validate_config
+from job.dry_run import _time_estimate, sample_split
 from training.timing import StepTimer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,27 +186,20 @@ def test_epoch_estimate_arithmetic():
     assert "5 steps x 2.00 s + 2 validation(s) x 0m01s = 0m12s" in two_processes[1]
 
 
-def test_report_counts_the_features_an_upstream_selection_keeps(tmp_path, tiny_bert, monkeypatch):
+def test_report_counts_the_features_an_upstream_selection_keeps(tmp_path, tiny_bert):
     """The report and the validation use the config after model_artifacts_input's selection, as the job does:
     the files may lack the column the selection drops."""
     sizes = (("train", 40), ("val", 16), ("test", 16))
     frames = {split: make_rows(n, i).drop(columns=["count"]) for i, (split, n) in enumerate(sizes)}
-    base = write_job(tmp_path, hyperparameters(tiny_bert), frames=frames)
+    base = write_job(tmp_path / "job", hyperparameters(tiny_bert), frames=frames)
     artifacts = base / "input" / "data" / "model_artifacts_input"
     artifacts.mkdir()
     (artifacts / "selected_features.json").write_text('{"selected_features": ["score", "region"]}')
-    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
-    jobs = []
-
-    def job(scratch):
-        jobs.append(scratch)
-        timer = StepTimer()
-        timer.train_seconds, timer.validation_seconds, timer.validation_rows = [1.0, 1.0], [1.0], [16]
-        return JobRecord(torch.nn.Linear(2, 2), SimpleNamespace(callbacks=[timer], world_size=1), {})
-
-    text = dry_run_report(resolve_paths(), job)
-    assert "Tabular features: 2 (score, region__risk)" in text
-    assert jobs[0].artifacts_input_dir == artifacts  # the job in the scratch folder applies the same selection
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    status, printed = run_dry(base, scratch_root)
+    assert status == 0, printed[-3000:]
+    assert "Tabular features: 2 (score, region__risk)" in printed
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

@@ -89,14 +89,15 @@ def test_prediction_file_has_ids_labels_and_probabilities(finished_job):
 
 
 def test_onnx_model_matches_pytorch_rebuilt_from_artifacts(finished_job):
-    from hyperparams import Config
+    from hyperparams.config import Config
     from models.backbone import Backbone
     from models.registry import build_model
     from processing.dataset import BatchCollator, EncodedSplit, TextKeys
     from processing.files import read_table
-    from processing.preparation import TabularEncoders
-    from processing.tabular import NumericImputer, RiskTableEncoder
-    from processing.text import build_text_pipeline
+    from processing.tabular import TabularEncoders
+    from processing.numeric import NumericImputer
+    from processing.risk_tables import RiskTableEncoder
+    from processing.text.pipeline import build_text_pipeline
     from transformers import AutoTokenizer
 
     base, _ = finished_job

@@ -19,9 +19,9 @@ from sklearn.preprocessing import label_binarize
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from evaluation.plots import confusion_figure, pr_figure, roc_figure
-from evaluation.predictions import prediction_frame, write_predictions
-from evaluation.report import SplitResult, write_evaluation
-from hyperparams import Config
+from inference.outputs import prediction_frame
+from evaluation.report import SplitResult, metric_lines, write_evaluation, write_predictions
+from hyperparams.config import Config
 from processing.files import read_table
 
 FIGURES = ["roc_curve", "pr_curve", "confusion_matrix", "calibration"]
@@ -263,14 +263,11 @@ METRIC_LINE = re.compile(r"^(val|test)/(\w+)=([0-9]+\.[0-9]{4})$")
 
 
 def test_metric_lines_are_one_per_computed_metric_and_skip_missing_ones(capsys):
-    from pytorch_training import print_metric_lines
-
     metrics = {
         "val": {"auroc": 0.91234, "threshold": 0.5, "rows": 40, "missing": {"recall": "no sample has the label 1"}},
         "test": {"auroc": 0.5, "f1_score": 1.0, "threshold": 0.5, "rows": 40, "per_class": {}},
         "best_f1_threshold": {"threshold": 0.4, "found_on": "val", "test": {"f1_score": 0.8}},
     }
-    print_metric_lines(metrics)
-    lines = capsys.readouterr().out.splitlines()
+    lines = metric_lines(metrics)
     assert lines == ["val/auroc=0.9123", "test/auroc=0.5000", "test/f1_score=1.0000"]
     assert all(METRIC_LINE.match(line) for line in lines)

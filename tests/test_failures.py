@@ -169,12 +169,12 @@ def test_host_out_of_memory_and_other_errors():
 
 
 def test_out_of_memory_in_training_reaches_the_failure_file(tmp_path, tiny_bert, run_main, monkeypatch):
-    import pytorch_training
+    import job.steps
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
 
-    monkeypatch.setattr(pytorch_training, "fit", out_of_memory)
+    monkeypatch.setattr(job.steps, "fit", out_of_memory)
     base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1), rows=(24, 8, 8))
     reason = ("Out of GPU memory; lower batch_size", "(CUDA out of memory. Tried to allocate 20.00 MiB)")
     assert_failed_cleanly(base, run_main(base), *reason)

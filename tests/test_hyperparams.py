@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from contracts import ConfigError
-from hyperparams import validate_config
+from contracts.errors import ConfigError
+from hyperparams.loading import validate_config
 from hyperparams.coercion import coerce_literal, coerce_text
 from hyperparams.loading import read_hyperparameters
 from synthetic import MINIMAL_FIELDS

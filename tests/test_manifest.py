@@ -14,7 +14,7 @@ import torch
 from conftest import ROOT
 
 from export.manifest import config_sha256, training_summary
-from hyperparams import Config
+from hyperparams.config import Config
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
 
-from evaluation.metrics import best_f1_threshold, compute_metrics, predicted_classes
+from evaluation.metrics import best_f1_threshold, compute_metrics
+from inference.outputs import predicted_classes
 
 ALL = ["auroc", "average_precision", "f1_score", "precision", "recall", "accuracy"]
 

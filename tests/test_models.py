@@ -23,13 +23,13 @@ from torch import nn
 
 from export.model_files import artifacts_bundle, write_model_files
 from export.onnx_export import OUTPUT_NAME, export_verified_onnx, pad_chunks
-from hyperparams import Config
-from hyperparams.config import MODEL_CLASSES, TEXT_ONLY_MODELS
+from hyperparams.config import Config
+from hyperparams.model_classes import MODEL_CLASSES, MODEL_SPECS, TEXT_ONLY_MODELS
 from models.backbone import Backbone
 from models.classifier import Classifier
-from models.registry import MODELS, build_from_artifacts, build_model, initial_word_embeddings
+from models.registry import build_from_artifacts, build_model, initial_word_embeddings
 from processing.dataset import BatchCollator, EncodedSplit, TextKeys
-from processing.text import build_text_pipeline
+from processing.text.pipeline import build_text_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 
@@ -231,8 +231,8 @@ def test_rebuilds_from_saved_artifacts_alone(case):
 
 
 def test_registry_covers_every_model_class_and_the_text_only_ones():
-    assert set(MODELS) == set(MODEL_CLASSES)
-    assert {name for name, spec in MODELS.items() if spec.tabular is None} == set(TEXT_ONLY_MODELS)
+    assert set(MODEL_SPECS) == set(MODEL_CLASSES)
+    assert {name for name, spec in MODEL_SPECS.items() if spec.tabular is None} == set(TEXT_ONLY_MODELS)
 
 
 def test_seven_distinct_architectures(tiny_bert):
@@ -420,7 +420,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_bert, texts):
 
 
 def test_class_weights_weigh_the_loss(tiny_bert, texts):
-    from models.lightning_module import ClassifierModule
+    from training.module import ClassifierModule
 
     config = make_config(tiny_bert, "bert", class_weights=[1.0, 9.0])
     model = build_model(config, Backbone.pretrained(str(tiny_bert))).eval()

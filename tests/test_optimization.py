@@ -9,10 +9,10 @@ import torch
 from synthetic import hyperparameters, write_job
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from contracts import ConfigError
-from hyperparams import validate_config
+from contracts.errors import ConfigError
+from hyperparams.loading import validate_config
 from models.backbone import Backbone
-from models.lightning_module import build_optimizer, parameter_groups, warmup_then_linear_decay
+from training.optimization import build_optimizer, parameter_groups, warmup_then_linear_decay
 from models.registry import build_model
 from training import precision, sampling
 from training.trainer import validation_interval

@@ -1,4 +1,4 @@
-"""Batch prediction (python -m evaluation.predict) against the training job's own predictions."""
+"""Batch prediction (python -m inference.predict) against the training job's own predictions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from evaluation.predict import main, score_file
+from inference.predict import main, score_file
 
 TOLERANCE = 1e-4
 
@@ -94,7 +94,7 @@ def test_never_unpickles_the_model_folder(binary_job, tmp_path):
 def test_command_line_entry_point(binary_job, tmp_path):
     output = tmp_path / "cli.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "evaluation.predict", "--model-dir", str(binary_job / "model"),
+        [sys.executable, "-m", "inference.predict", "--model-dir", str(binary_job / "model"),
          "--input", str(binary_job / "input" / "data" / "val" / "val.csv"), "--output", str(output)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )

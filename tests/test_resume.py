@@ -17,9 +17,9 @@ import torch
 from conftest import ROOT
 from synthetic import hyperparameters, write_job
 
-from contracts import ConfigError
-from hyperparams import validate_config
-from models.lightning_module import ClassifierModule
+from contracts.errors import ConfigError
+from hyperparams.loading import validate_config
+from training.module import ClassifierModule
 from training.checkpoints import AtomicCheckpointIO, RunState, checkpoint_to_resume, run_fingerprint
 
 ROWS = (160, 16, 16)  # 10 steps per epoch
@@ -132,16 +132,16 @@ def test_sigterm_just_before_training_starts_is_the_jobs_not_lightnings(tmp_path
 
 
 def test_sigterm_during_preprocessing_fails_the_job_with_its_reason(tmp_path, tiny_bert, run_main, monkeypatch):
-    import pytorch_training
+    import job.steps
 
     base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1), rows=(32, 16, 16))
-    original = pytorch_training.prepare_data
+    original = job.steps.prepare_data
 
     def signal_then_prepare(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pytorch_training, "prepare_data", signal_then_prepare)
+    monkeypatch.setattr(job.steps, "prepare_data", signal_then_prepare)
     assert run_main(base) == 1
     assert failure_reason(base).startswith("interrupted (SIGTERM) outside training; a restart with the same config")
     assert not (base / "model").exists()

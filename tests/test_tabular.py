@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 from sklearn.impute import SimpleImputer
 
-from contracts import DataError
+from contracts.errors import DataError
 from processing.labels import LabelEncoder
-from processing.tabular import MISSING_CATEGORY, NotFittedError, NumericImputer, RiskTableEncoder, parse_numeric
+from sklearn.exceptions import NotFittedError
+
+from processing.numeric import NumericImputer, parse_numeric
+from processing.risk_tables import MISSING_CATEGORY, RiskTableEncoder
 
 
 def test_imputer_matches_scikit_learn_mean_strategy():

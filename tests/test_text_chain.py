@@ -11,14 +11,17 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer, BertTokenizerFast
 
-from hyperparams import validate_config
+from hyperparams.loading import validate_config
 from processing.dataset import EncodedSplit
 from processing.preparation import encode_texts
-from processing.text import RaggedChunks, build_text_pipeline, is_uncased, pipeline as pipeline_module
+from processing.text.pipeline import build_text_pipeline, is_uncased
+from processing.text.ragged import RaggedChunks
+import processing.text.pipeline as pipeline_module
 from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
 from processing.text.emoji_filter import text_style_symbols
 from synthetic import hyperparameters
-from training.data import evaluation_loader, fit_loaders
+from processing.loaders import scoring_loader
+from training.data import fit_loaders
 
 ALL_STEPS = [
     "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
@@ -90,7 +93,7 @@ def test_broken_html_in_one_message_never_reaches_the_next():
 
 
 def test_html_entity_for_nbsp_becomes_a_space_after_normalizing():
-    cleaned = (HtmlNormalizer() >> TextNormalizer())(["non&nbsp;breaking &amp; <b>bold</b>"])
+    cleaned = (HtmlNormalizer() >> TextNormalizer())([["non&nbsp;breaking &amp; <b>bold</b>"]])
     assert cleaned == [["non breaking & bold"]]
 
 
@@ -258,7 +261,7 @@ def test_unknown_or_misplaced_step_names_list_the_valid_ones(tokenizer):
 
 def test_steps_compose_with_rshift():
     pipeline = DialogueSplitter() >> HtmlNormalizer() >> EmojiRemover() >> TextNormalizer(lowercase=True)
-    assert pipeline(["[bom] A <b>B</b> 😀 [eom] C"]) == [["a b", "c"]]
+    assert pipeline([["[bom] A <b>B</b> 😀 [eom] C"]]) == [["a b", "c"]]
 
 
 def test_encoding_in_small_batches_gives_the_same_chunks(tokenizer, monkeypatch):
@@ -302,7 +305,7 @@ def test_training_loaders_pad_to_max_sen_len_only_with_fixed_tokenizer_length(ti
         for split in frames
     }
     train, val = fit_loaders(splits, config, pad_id=tokenizer.pad_token_id)
-    batches = [*train, *val, *evaluation_loader(splits["test"], config, pad_id=tokenizer.pad_token_id)]
+    batches = [*train, *val, *scoring_loader(splits["test"], config, pad_id=tokenizer.pad_token_id)]
     widths = set()
     for batch in batches:
         ids_, mask = batch["input_ids"], batch["attention_mask"]

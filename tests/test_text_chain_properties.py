@@ -10,8 +10,9 @@ import emoji
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processing.text import build_text_pipeline
-from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, Messages, TextNormalizer
+from processing.text.pipeline import build_text_pipeline
+from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
+from processing.text.messages import Messages
 from processing.text.emoji_filter import text_style_symbols
 from synthetic import NEGATIVE, NEUTRAL, POSITIVE
 

@@ -32,8 +32,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
-from contracts import ConfigError
-from hyperparams import Config
+from contracts.errors import ConfigError
+from hyperparams.config import Config
 from processing.cache import file_sha256
 from training.sampling import ResumableLoader
 

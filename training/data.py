@@ -1,42 +1,13 @@
-"""DataLoaders over preprocessed splits: sharded and resumable for training, whole for evaluation."""
+"""The training and validation DataLoaders: sharded across processes, the training one resumable."""
 
 from __future__ import annotations
 
-import os
-
-import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
-from hyperparams import Config
-from models.registry import text_keys
+from hyperparams.config import Config
 from processing.dataset import BatchCollator, EncodedSplit, RowIndices
+from processing.loaders import EVAL_BATCH_MULTIPLIER, loader_options
 from training.sampling import ResumableLoader, sharded_batches
-
-EVAL_BATCH_MULTIPLIER = 4  # no activations kept for backward: evaluation affords bigger batches
-
-
-def loader_workers(on_gpu: bool) -> int:
-    """Collating is a few numpy gathers; on a CPU a worker would only steal the model's cores."""
-    if not on_gpu:
-        return 0
-    return max(0, min(4, (os.cpu_count() or 1) // max(1, torch.cuda.device_count()) - 1))
-
-
-def _collator(split: EncodedSplit, config: Config, pad_id: int) -> BatchCollator:
-    return BatchCollator(split, text_keys(config), pad_id, config.max_sen_len if config.fixed_tokenizer_length else 0)
-
-
-def _options(on_gpu: bool) -> dict:
-    workers = loader_workers(on_gpu)
-    # An own generator: worker seeds are then drawn from it, never from the global RNG that
-    # dropout uses, so creating an iterator (more often in a resumed run) changes no weights.
-    return {
-        "num_workers": workers,
-        "persistent_workers": workers > 0,
-        "pin_memory": on_gpu,
-        "generator": torch.Generator(),
-    }
 
 
 def fit_loaders(
@@ -47,40 +18,13 @@ def fit_loaders(
     train_loader = ResumableLoader(
         RowIndices(len(train)),
         batch_sampler=sharded_batches(len(train), config.batch_size, shuffle=True, seed=config.seed),
-        collate_fn=_collator(train, config, pad_id),
-        **_options(on_gpu),
+        collate_fn=BatchCollator.of(train, config, pad_id),
+        **loader_options(on_gpu),
     )
     val_loader = DataLoader(
         RowIndices(len(val)),
         batch_sampler=sharded_batches(len(val), config.batch_size * EVAL_BATCH_MULTIPLIER, shuffle=False),
-        collate_fn=_collator(val, config, pad_id),
-        **_options(on_gpu),
+        collate_fn=BatchCollator.of(val, config, pad_id),
+        **loader_options(on_gpu),
     )
     return train_loader, val_loader
-
-
-def evaluation_loader(split: EncodedSplit, config: Config, *, pad_id: int, on_gpu: bool = False) -> DataLoader:
-    """Every row of ``split`` once, in batches of rows of similar length.
-
-    A batch is padded to its longest row, so batching rows of similar size keeps the big
-    evaluation batches nearly free of padding; batches carry their rows' ``index``, so results
-    land in file order whatever the batch order.
-    """
-    order = rows_by_padded_size(split)
-    size = config.batch_size * EVAL_BATCH_MULTIPLIER
-    return DataLoader(
-        RowIndices(len(split)),
-        batch_sampler=[order[i : i + size].tolist() for i in range(0, len(order), size)],
-        collate_fn=_collator(split, config, pad_id),
-        **_options(on_gpu),
-    )
-
-
-def rows_by_padded_size(split: EncodedSplit) -> np.ndarray:
-    """Row numbers sorted by the padded size of their text (chunks x longest chunk, summed over texts)."""
-    size = np.zeros(len(split), dtype=np.int64)
-    for chunks in split.texts.values():
-        longest = np.zeros(len(split), dtype=np.int64)
-        np.maximum.at(longest, np.repeat(np.arange(len(split)), chunks.num_chunks), chunks.chunk_lengths)
-        size += chunks.num_chunks * longest
-    return np.argsort(size, kind="stable")

@@ -30,8 +30,8 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 
-from contracts import ConfigError
-from hyperparams import Config
+from contracts.errors import ConfigError
+from hyperparams.config import Config
 
 log = logging.getLogger(__name__)
 

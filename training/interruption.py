@@ -30,7 +30,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 
-from contracts import Interrupted
+from contracts.errors import Interrupted
 
 log = logging.getLogger(__name__)
 

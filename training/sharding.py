@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 from torch.distributed.fsdp import FSDPModule, fully_shard
 
-from models.lightning_module import ClassifierModule
+from training.module import ClassifierModule
 
 
 def transformer_layers(encoder: nn.Module) -> list[nn.Module]:

@@ -15,11 +15,11 @@ from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy, Str
 from torch.distributed.fsdp import FSDPModule
 from torch.utils.data import DataLoader
 
-from contracts import ConfigError
-from hyperparams import Config
+from contracts.errors import ConfigError
+from hyperparams.config import Config
 from models.backbone import Backbone
 from models.classifier import Classifier
-from models.lightning_module import ClassifierModule
+from training.module import ClassifierModule
 from models.registry import build_model
 from training.checkpoints import LAST, AtomicCheckpointIO, RunState, saved_run
 from training.distributed import ProcessPlan

@@ -1,11 +1,10 @@
 """Text steps that work on messages: split a dialogue, strip HTML, drop emoji, normalise.
 
-Every step rewrites a :class:`Messages` batch (the messages of many samples, flat) and steps
-compose with ``>>`` into a :class:`~processing.text.pipeline.TextPipeline`. Speed comes from
-never scanning text in Python: a C-speed ``str`` check (``"<" in text``, ``isascii()``,
-``isprintable()``) skips the messages a step cannot change, and the HTML and emoji steps join the
-rest with NUL into one string, so one regex, one ``html.unescape`` or one numpy pass covers the
-whole batch (:func:`rewrite_joined`). Their patterns treat NUL as a wall they never match across,
+Every step rewrites a :class:`~processing.text.messages.Messages` batch (the messages of many
+samples, flat); steps compose with ``>>``. Speed comes from never scanning text in Python: a
+C-speed ``str`` check (``"<" in text``, ``isascii()``, ``isprintable()``) skips the messages a
+step cannot change, and the HTML and emoji steps join the rest with NUL into one string, so one
+regex, one ``html.unescape`` or one numpy pass covers the whole batch (:func:`rewrite_joined`). Their patterns treat NUL as a wall they never match across,
 which keeps the result identical to cleaning message by message.
 """
 
@@ -16,45 +15,12 @@ import operator
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from itertools import compress, repeat
 
 from processing.text.emoji_filter import remove_emoji
-
-Batch = list[list[str]]  # per sample, its messages
+from processing.text.messages import Messages, TextStep
 
 SEPARATOR = "\x00"
-
-
-@dataclass
-class Messages:
-    """The messages of many samples, back to back: ``counts[i]`` of them belong to sample ``i``."""
-
-    texts: list[str]
-    counts: list[int]
-
-    @classmethod
-    def from_batch(cls, batch: Batch) -> Messages:
-        return cls([text for messages in batch for text in messages], [len(messages) for messages in batch])
-
-    def to_batch(self) -> Batch:
-        batch, start = [], 0
-        for count in self.counts:
-            batch.append(self.texts[start : start + count])
-            start += count
-        return batch
-
-    def without_empty(self) -> Messages:
-        """Empty messages dropped; a sample left with none keeps one empty message."""
-        if all(self.counts) and all(self.texts):
-            return self
-        texts, counts, start = [], [], 0
-        for count in self.counts:
-            kept = [text for text in self.texts[start : start + count] if text] or [""]
-            texts.extend(kept)
-            counts.append(len(kept))
-            start += count
-        return Messages(texts, counts)
 
 
 def rewrite_joined(texts: list[str], needs: Iterable[bool], rewrite: Callable[[str], str]) -> list[str]:
@@ -83,26 +49,6 @@ def _containing(texts: list[str], needle: str) -> Iterable[bool]:
 
 def _not_ascii(texts: list[str]) -> Iterable[bool]:
     return map(operator.not_, map(str.isascii, texts))
-
-
-class TextStep:
-    """A named transformation of the messages of a batch of samples."""
-
-    name: str = ""
-
-    def apply(self, messages: Messages) -> Messages:
-        raise NotImplementedError
-
-    def __call__(self, batch: Batch) -> Batch:
-        return self.apply(Messages.from_batch(batch)).to_batch()
-
-    def __rshift__(self, other: TextStep):
-        from processing.text.pipeline import TextPipeline
-
-        return TextPipeline([self]) >> other
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class MessageStep(TextStep):

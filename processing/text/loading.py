@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
-from contracts import ConfigError
-from hyperparams import Config
+from contracts.errors import ConfigError
+from hyperparams.config import Config
 
 
 def load_tokenizer(name_or_path: str):

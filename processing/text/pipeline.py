@@ -1,5 +1,9 @@
 """Text pipelines: configured step names -> one callable from raw strings to token-id chunks.
 
+A pipeline is the cleaning steps in their configured order (:mod:`processing.text.cleaning`),
+then the tokenizer, whose output is packed into chunks by the ``dialogue_chunker`` rule or, without
+that step, into one chunk per sample (:mod:`processing.text.chunking`).
+
 >>> pipeline = build_text_pipeline(["dialogue_splitter", "text_normalizer", "dialogue_chunker", "tokenizer"],
 ...                                tokenizer, max_sen_len=128, max_total_chunks=5)
 >>> pipeline(["[bom] hi [eom][bom] hello [eom]"])   # one sample -> its chunks -> token ids
@@ -14,12 +18,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
-import pandas as pd
 
-from hyperparams.config import TEXT_STEP_NAMES, _step_order_problem
-from processing.text.cleaning import CLEANING_STEPS, Batch, Messages, TextNormalizer, TextStep
+from hyperparams.rules import TEXT_STEP_NAMES, text_step_order_problem
+from processing.text.chunking import ChunkStats, DialogueChunker, SingleChunk
+from processing.text.cleaning import CLEANING_STEPS, TextNormalizer
+from processing.text.messages import Batch, Messages, StepSequence
 from processing.text.ragged import RaggedChunks
-from processing.text.tokenization import ChunkStats, DialogueChunker, Tokenizer, TokenizedMessages
+from processing.text.tokenization import TokenizedMessages, Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -27,43 +32,23 @@ ENCODE_BATCH_ROWS = 1024  # rows cleaned and tokenized together: bounds memory, 
 
 
 class TextPipeline:
-    """Steps applied in order. Ends with the tokenizer step when built for a model."""
+    """Cleaning steps, then the tokenizer and a packer into chunks."""
 
-    def __init__(self, steps: Sequence[TextStep]):
-        self.steps = list(steps)
+    def __init__(self, cleaning: StepSequence, tokenizer: Tokenizer, packer: DialogueChunker | SingleChunk):
+        self.cleaning = cleaning
+        self.tokenizer = tokenizer
+        self.packer = packer
         self.stats = ChunkStats()
 
-    def __rshift__(self, other: TextStep | TextPipeline) -> TextPipeline:
-        more = other.steps if isinstance(other, TextPipeline) else [other]
-        return TextPipeline([*self.steps, *more])
-
     def __repr__(self) -> str:
-        return " >> ".join(repr(s) for s in self.steps)
-
-    @property
-    def _tokenizer(self) -> Tokenizer | None:
-        last = self.steps[-1] if self.steps else None
-        return last if isinstance(last, Tokenizer) else None
-
-    @property
-    def _chunker(self) -> DialogueChunker | None:
-        return next((s for s in self.steps if isinstance(s, DialogueChunker)), None)
+        return " >> ".join(repr(part) for part in [*self.cleaning.steps, self.packer, self.tokenizer])
 
     def clean(self, texts: Sequence[str | None]) -> Batch:
-        """Run the text steps (everything before the tokenizer): raw strings -> messages per sample."""
+        """Run the cleaning steps only: raw strings -> messages per sample (empty ones dropped)."""
         return self._clean(texts).to_batch()
 
-    def _clean(self, texts: Sequence[str | None]) -> Messages:
-        messages = Messages([_as_text(t) for t in texts], [1] * len(texts))
-        for step in self.steps:
-            if not isinstance(step, (Tokenizer, DialogueChunker)):
-                messages = step.apply(messages)
-        return messages.without_empty()
-
-    def __call__(self, texts: Sequence[str | None]):
-        """Raw strings -> per string, a list of chunks of token ids (or messages, without a tokenizer)."""
-        if self._tokenizer is None:
-            return self.clean(texts)
+    def __call__(self, texts: Sequence[str | None]) -> list[list[list[int]]]:
+        """Raw strings -> per string, a list of chunks of token ids."""
         return self.encode(texts).to_lists()
 
     def encode(self, texts: Sequence[str | None]) -> RaggedChunks:
@@ -73,26 +58,26 @@ class TextPipeline:
         so while a worker thread tokenizes one batch, this thread cleans the next one and packs
         the previous one into chunks. ``self.stats`` afterwards describes these texts only.
         """
-        tokenizer = self._tokenizer
-        if tokenizer is None:
-            raise ValueError("encode needs a pipeline that ends with the tokenizer step")
         self.stats = ChunkStats()
         parts: list[RaggedChunks] = []
         pending: deque[tuple[Future[TokenizedMessages], list[int]]] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as worker:
             for start in range(0, len(texts), ENCODE_BATCH_ROWS):
                 messages = self._clean(texts[start : start + ENCODE_BATCH_ROWS])
-                pending.append((worker.submit(tokenizer.encode_messages, messages.texts), messages.counts))
+                pending.append((worker.submit(self.tokenizer.encode_messages, messages.texts), messages.counts))
                 if len(pending) > 1:
                     parts.append(self._chunks(*pending.popleft()))
             while pending:
                 parts.append(self._chunks(*pending.popleft()))
         if not parts:
-            return tokenizer.chunks(TokenizedMessages(np.zeros(0, np.int32), []), [], self._chunker, self.stats)
+            return self.tokenizer.chunks(TokenizedMessages(np.zeros(0, np.int32), []), [], self.packer, self.stats)
         return RaggedChunks.concatenate(parts)
 
+    def _clean(self, texts: Sequence[str | None]) -> Messages:
+        return self.cleaning.apply(Messages.one_per_sample(texts)).without_empty()
+
     def _chunks(self, tokenized: Future[TokenizedMessages], counts: list[int]) -> RaggedChunks:
-        return self._tokenizer.chunks(tokenized.result(), counts, self._chunker, self.stats)
+        return self.tokenizer.chunks(tokenized.result(), counts, self.packer, self.stats)
 
 
 def build_text_pipeline(
@@ -107,20 +92,19 @@ def build_text_pipeline(
     unknown = [s for s in steps if s not in TEXT_STEP_NAMES]
     if unknown:
         raise ValueError(f"unknown text step(s) {unknown}; valid steps are {list(TEXT_STEP_NAMES)}")
-    problem = _step_order_problem(list(steps))
+    problem = text_step_order_problem(list(steps))
     if problem:
         raise ValueError(f"text steps {list(steps)}: {problem}; valid steps in order are {list(TEXT_STEP_NAMES)}")
-    built: list[TextStep] = []
-    for name in steps:
-        if name == "tokenizer":
-            built.append(Tokenizer(tokenizer, max_sen_len))
-        elif name == "dialogue_chunker":
-            built.append(DialogueChunker(max_sen_len, max_total_chunks, chunk_trancate))
-        elif name == "text_normalizer":
-            built.append(TextNormalizer(lowercase=is_uncased(tokenizer)))
-        else:
-            built.append(CLEANING_STEPS[name]())
-    return TextPipeline(built)
+    cleaning = StepSequence(
+        TextNormalizer(lowercase=is_uncased(tokenizer)) if name == "text_normalizer" else CLEANING_STEPS[name]()
+        for name in steps
+        if name in CLEANING_STEPS
+    )
+    if "dialogue_chunker" in steps:
+        packer = DialogueChunker(max_sen_len, max_total_chunks, chunk_trancate)
+    else:
+        packer = SingleChunk(max_sen_len)
+    return TextPipeline(cleaning, Tokenizer(tokenizer), packer)
 
 
 def is_uncased(tokenizer) -> bool:
@@ -135,12 +119,3 @@ def token_length_summary(chunks: RaggedChunks) -> dict[str, float]:
     """Percentiles of tokens per sample, for logs and the dry-run report."""
     per_sample = np.add.reduceat(chunks.chunk_lengths, chunks.sample_offsets[:-1]) if len(chunks) else np.zeros(1)
     return {f"p{q}": float(np.percentile(per_sample, q)) for q in (50, 90, 99)} | {"max": float(per_sample.max())}
-
-
-def _as_text(value: object) -> str:
-    """A cell as text: missing (None, NaN, pd.NA) is empty, anything else its str()."""
-    if isinstance(value, str):
-        return value
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return ""
-    return str(value)

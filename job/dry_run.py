@@ -1,14 +1,13 @@
-"""``DRY_RUN=true``: the real job on a small sample of every split, in a scratch folder, then a report.
+"""``DRY_RUN=true``: the job's own steps on a small sample of every split, in a scratch folder, then a report.
 
-The dry run first validates the configuration (with the feature selection and artifacts of
-``model_artifacts_input`` applied, as in the job), the tokenizer limit and the whole of every split
-(so a bad value in any row fails it, as it would fail the real job). It then writes a small
-sample of each split and the hyperparameters into a temporary folder shaped like ``/opt/ml`` and
-runs the unchanged job there for one epoch: preprocessing, ``DRY_RUN_STEPS`` training steps, one validation batch, the export
-with its ONNX parity check, and evaluation of the val and test samples. The real ``model/``,
-``output/data/`` and checkpoint folder (which holds the tokenized-text cache) are never opened for
-writing, so a later real run neither resumes from a dry-run checkpoint nor reuses text tokenized
-from a sample; the scratch folder is deleted at the end.
+The job configures, loads the tokenizer and the transformer, and reads and checks the whole of
+every split (so a bad value in any row fails it, as it would fail the real job). Then
+:meth:`DryRun.on_a_sample` hands the remaining steps a seeded sample of each split, a scratch folder
+for everything they write, and a config for one short epoch: preprocessing (without the text
+cache), ``DRY_RUN_STEPS`` training steps, one validation, the export with its ONNX parity check,
+and evaluation of the val and test samples. The real ``model/``, ``output/data/`` and checkpoint
+folder are never opened for writing, so a later real run neither resumes from a dry-run
+checkpoint nor reuses text tokenized from a sample; the scratch folder is deleted at the end.
 
 The printed report gives rows and class balance of the full splits, token lengths and chunking of
 a larger text sample (``TEXT_SAMPLE_ROWS`` per split, tokenized with the job's text chain), the
@@ -18,33 +17,29 @@ measured step and validation times.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
-from torch import nn
 
-from contracts import ContractPaths, RunSwitches
-from hyperparams import Config, read_hyperparameters, validate_config
-from models.backbone import Backbone
+from contracts.paths import ContractPaths
+from hyperparams.config import Config
+from job.steps import InputData, JobOutcome, Pretrained, Setup
 from models.registry import trainable_parameters
-from processing.files import read_splits, write_table
-from processing.precomputed import apply_pipeline_inputs
+from processing.numeric import parse_numeric
 from processing.preparation import encode_labels, encode_texts
-from processing.tabular import parse_numeric
-from processing.text import RaggedChunks
-from processing.text.loading import check_sequence_limit, load_tokenizer
+from processing.text.chunking import ChunkStats
 from processing.text.pipeline import token_length_summary
-from processing.text.tokenization import ChunkStats
-from processing.validation import validate_splits
+from processing.text.ragged import RaggedChunks
+from processing.upstream_inputs import revalidated
 from training.timing import step_timer
 from training.trainer import validation_interval
 
@@ -56,34 +51,47 @@ SCRATCH_OVERRIDES = {"max_epochs": 1, "val_check_interval": 1.0}  # one epoch, v
 
 
 @dataclass
-class JobRecord:
-    """What a finished job built: the dry-run report reads it, the entry script prints its metrics."""
+class FullData:
+    """What the report says about the whole of the splits, gathered before sampling."""
 
-    model: nn.Module
-    trainer: pl.Trainer
-    metrics: dict
+    config: Config
+    labels: dict[str, np.ndarray]
+    text: dict[str, tuple[RaggedChunks, ChunkStats]]
 
 
-def dry_run(paths: ContractPaths, job: Callable[[ContractPaths], JobRecord]) -> str:
-    """Validate everything, run ``job`` on samples in a scratch folder, print and return the report."""
-    started = time.perf_counter()
-    raw = read_hyperparameters([paths.code_hyperparameters, paths.job_hyperparameters])
-    config = apply_pipeline_inputs(validate_config(raw), paths.artifacts_input_dir, RunSwitches.from_env())
-    tokenizer = load_tokenizer(config.tokenizer)
-    check_sequence_limit(config, tokenizer, Backbone.pretrained(config.tokenizer).max_positions)
-    files, frames = read_splits(paths.channels, config)
-    validate_splits(config, frames, files)
-    _, labels = encode_labels(config, frames)
-    text_samples = {s: sample_split(config, f, labels[s], TEXT_SAMPLE_ROWS) for s, f in frames.items()}
-    text = text_statistics(config, tokenizer, text_samples, files)
-    samples = {s: sample_split(config, f, labels[s], sample_rows(config, s)) for s, f in frames.items()}
-    with tempfile.TemporaryDirectory(prefix="dry-run-", ignore_cleanup_errors=True) as folder:
-        scratch = scratch_job(paths, Path(folder), {**raw, **SCRATCH_OVERRIDES}, files, samples)
-        log.info("Dry run: the job runs on %s in %s", _rows(samples), folder)
-        record = job(scratch)
-    report = render_report(config, labels, text, record, time.perf_counter() - started)
-    print(report, flush=True)
-    return report
+class DryRun:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.started = time.perf_counter()
+        self.full: FullData | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def in_scratch_folder(cls) -> Iterator[DryRun]:
+        with tempfile.TemporaryDirectory(prefix="dry-run-", ignore_cleanup_errors=True) as folder:
+            yield cls(Path(folder))
+
+    def on_a_sample(
+        self, paths: ContractPaths, setup: Setup, pretrained: Pretrained, data: InputData
+    ) -> tuple[ContractPaths, Setup, InputData]:
+        """The job's locations moved into the scratch folder, a one-epoch config, and a sample of every split."""
+        config = setup.config
+        _, labels = encode_labels(config, data.frames)
+        text_samples = {s: sample_split(config, f, labels[s], TEXT_SAMPLE_ROWS) for s, f in data.frames.items()}
+        self.full = FullData(config, labels, text_statistics(config, pretrained.tokenizer, text_samples))
+        frames = {s: sample_split(config, f, labels[s], sample_rows(config, s)) for s, f in data.frames.items()}
+        log.info("Dry run: the job runs on %s in %s", _rows(frames), self.folder)
+        scratch_config = revalidated(config, SCRATCH_OVERRIDES, "the dry run's one-epoch settings")
+        return paths.with_outputs_in(self.folder), replace(setup, config=scratch_config), replace(data, frames=frames)
+
+    def report(self, outcome: JobOutcome) -> str:
+        """Print and return the report (on global rank 0 only: the other ranks return it unprinted)."""
+        if self.full is None:
+            raise RuntimeError("the dry run never reached its sample; the job failed before reading the data")
+        text = render_report(self.full, outcome.model, outcome.trainer, time.perf_counter() - self.started)
+        if outcome.trainer.is_global_zero:
+            print(text, flush=True)
+        return text
 
 
 def sample_rows(config: Config, split: str) -> int:
@@ -92,10 +100,10 @@ def sample_rows(config: Config, split: str) -> int:
 
 
 def text_statistics(
-    config: Config, tokenizer, frames: Mapping[str, pd.DataFrame], files: Mapping[str, Path]
+    config: Config, tokenizer, frames: Mapping[str, pd.DataFrame]
 ) -> dict[str, tuple[RaggedChunks, ChunkStats]]:
     """Per text column: the sampled rows of every split through the job's text chain (never the cache)."""
-    encoded, stats = encode_texts(config, tokenizer, frames, files, cache=None)
+    encoded, stats = encode_texts(config, tokenizer, frames, files={})
     return {
         role: (RaggedChunks.concatenate([encoded[split][role] for split in frames]), stats[role])
         for role in config.text_fields
@@ -119,44 +127,8 @@ def sample_split(config: Config, frame: pd.DataFrame, labels: np.ndarray, rows: 
     return frame.iloc[np.sort(np.concatenate([sorted(required), chosen]).astype(np.int64))]
 
 
-def scratch_job(
-    paths: ContractPaths,
-    folder: Path,
-    hyperparameters: dict,
-    files: Mapping[str, Path],
-    samples: Mapping[str, pd.DataFrame],
-) -> ContractPaths:
-    """An /opt/ml-shaped folder holding the samples (same file names and formats) and the
-    hyperparameters; every location the job writes to lies inside it."""
-    channels = {}
-    for split, frame in samples.items():
-        channels[split] = folder / "input" / "data" / split
-        target = channels[split] / files[split].relative_to(paths.channels[split])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_table(frame, target)
-    hyperparameter_file = folder / "code" / "hyperparams" / "hyperparameters.json"
-    hyperparameter_file.parent.mkdir(parents=True)
-    hyperparameter_file.write_text(json.dumps(hyperparameters, indent=2))
-    return replace(
-        paths,
-        base_dir=folder,
-        channels=channels,
-        code_hyperparameters=hyperparameter_file,
-        job_hyperparameters=folder / "input" / "config" / "hyperparameters.json",
-        model_dir=folder / "model",
-        output_dir=folder / "output",
-        output_data_dir=folder / "output" / "data",
-        checkpoints_dir=folder / "checkpoints",
-    )
-
-
-def render_report(
-    config: Config,
-    labels: Mapping[str, np.ndarray],
-    text: Mapping[str, tuple[RaggedChunks, ChunkStats]],
-    record: JobRecord,
-    seconds: float,
-) -> str:
+def render_report(full: FullData, model, trainer: pl.Trainer, seconds: float) -> str:
+    config, labels = full.config, full.labels
     lines = [
         f"Dry run passed in {seconds:.1f} s: validation of every row, then preprocessing, {DRY_RUN_STEPS} training steps, "
         "validation, export with the ONNX check and evaluation on a sample, in a scratch folder (deleted). "
@@ -168,12 +140,12 @@ def render_report(
         shares = ", ".join(f"{label!r} {n:,} ({n / len(ids):.1%})" for label, n in zip(config.class_labels, counts))
         lines.append(f"Classes in {split}: {shares}")
     for role, column in config.text_fields.items():
-        lines.append(f"Text {column!r}: " + _text_summary(config, *text[role]))
+        lines.append(f"Text {column!r}: " + _text_summary(config, *full.text[role]))
     features = config.tabular_feature_names
     lines.append(f"Tabular features: {len(features)}" + (f" ({', '.join(features)})" if features else " (text-only model)"))
-    total = sum(p.numel() for p in record.model.parameters())
-    lines.append(f"Model {config.model_class}: {total:,} parameters, {trainable_parameters(record.model):,} trainable")
-    lines.extend(_time_estimate(config, labels, record.trainer))
+    total = sum(p.numel() for p in model.parameters())
+    lines.append(f"Model {config.model_class}: {total:,} parameters, {trainable_parameters(model):,} trainable")
+    lines.extend(_time_estimate(config, labels, trainer))
     return "\n".join(["", "=== Dry run report ===", *lines, ""])
 
 
@@ -211,8 +183,8 @@ def _time_estimate(config: Config, labels: Mapping[str, np.ndarray], trainer: pl
     ]
 
 
-def _rows(samples: Mapping[str, pd.DataFrame]) -> str:
-    return ", ".join(f"{len(frame)} {split}" for split, frame in samples.items()) + " rows"
+def _rows(frames: Mapping[str, pd.DataFrame]) -> str:
+    return ", ".join(f"{len(frame)} {split}" for split, frame in frames.items()) + " rows"
 
 
 def _duration(seconds: float) -> str:

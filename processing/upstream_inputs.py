@@ -1,74 +1,46 @@
-"""Preprocessing handed over by upstream pipeline steps, read from the ``model_artifacts_input`` channel.
+"""The ``model_artifacts_input`` channel: what upstream pipeline steps hand over to the job.
 
 - ``USE_PRECOMPUTED_IMPUTATION`` / ``USE_PRECOMPUTED_RISK_TABLES`` true: ``impute_dict`` /
   ``risk_table_map`` come from that folder instead of being fitted on train. ``.json`` is read
-  when present, else ``.pkl`` through :class:`PlainDataUnpickler`, which builds nothing but
-  containers, strings and numbers, so a pickle from another step cannot run code here. A flag set
-  with its artifact missing is an error: refitting silently would train a model whose
-  preprocessing differs from the rest of the pipeline's.
-- An upstream step may already have *applied* its risk tables to the split files. Such a column
-  holds the tables' rates instead of categories; :class:`GivenRiskTables` passes it through
-  instead of mapping it a second time. Imputation needs no such check: it only fills missing
-  values, so a column imputed upstream has nothing left to fill.
+  when present, else ``.pkl`` through :mod:`processing.safe_pickle`, so a pickle from another step
+  cannot run code here. A flag set with its artifact missing is an error: refitting silently would
+  train a model whose preprocessing differs from the rest of the pipeline's.
+- An upstream step may already have *applied* its risk tables to the split files; see
+  :class:`processing.risk_tables.GivenRiskTables`. Imputation needs no such check: it only fills
+  missing values, so a column imputed upstream has nothing left to fill.
 - ``selected_features.json``, when present, keeps only the fields it names in ``tab_field_list``
   and ``cat_field_list``. Its format: a JSON list of column names, or an object whose
   ``"selected_features"`` entry is that list (other entries are ignored).
+
+The result is a new, validated Config: the given artifacts become its ``imputation_dict`` and
+``risk_tables``, so the rest of the job reads one configuration.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
-import pickle
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from contracts import ConfigError, DataError, RunSwitches
-from hyperparams import Config, validate_config
-from processing.tabular import RiskTableEncoder, category_keys
+from contracts.environment import RunSwitches
+from contracts.errors import ConfigError, DataError
+from hyperparams.config import Config
+from hyperparams.loading import validate_config
+from processing.risk_tables import category_keys
+from processing.safe_pickle import load_plain_pickle
 
 log = logging.getLogger(__name__)
 
 IMPUTATION = "impute_dict"
 RISK_TABLES = "risk_table_map"
 SELECTED_FEATURES = "selected_features.json"
-# Rates read back from CSV or float32 differ from the table's in the last digits only.
-RATE_TOLERANCE = 1e-6
-
-
-class PlainDataUnpickler(pickle.Unpickler):
-    """Unpickles containers, strings and numbers (numpy scalars included); refuses every other class
-    or function, which is how a pickle would otherwise run code while loading."""
-
-    ALLOWED = {
-        ("builtins", "set"),
-        ("builtins", "frozenset"),
-        ("collections", "OrderedDict"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it references {module}.{name}")
-
-
-def load_plain_pickle(path: Path) -> Any:
-    try:
-        return PlainDataUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise DataError(
-            f"{path} was not loaded: {exc}. Only plain dicts, lists, strings and numbers are read from a pickle; "
-            f"write the artifact as {path.with_suffix('.json').name} instead."
-        ) from None
 
 
 def find_artifact(directory: Path, stem: str) -> Path | None:
@@ -102,35 +74,35 @@ def read_selected_features(directory: Path) -> list[str] | None:
     return names
 
 
-def apply_pipeline_inputs(config: Config, directory: Path, switches: RunSwitches) -> Config:
+@dataclass(frozen=True)
+class UpstreamInputs:
+    config: Config  # with the feature selection applied and the given artifacts filled in
+    files: list[Path]  # every file of the channel that was read, for the lineage
+
+
+def apply_upstream_inputs(config: Config, directory: Path, switches: RunSwitches) -> UpstreamInputs:
     """The config with the upstream feature selection applied and precomputed artifacts filled in."""
+    read: list[Path] = []
     selected = read_selected_features(directory)
     if selected is not None:
+        read.append(directory / SELECTED_FEATURES)
         config = restrict_to_selection(config, selected, directory / SELECTED_FEATURES)
     given: dict[str, Any] = {}
     if switches.use_precomputed_imputation:
         path = _required_artifact(directory, IMPUTATION, "USE_PRECOMPUTED_IMPUTATION", config, "imputation_dict")
         given["imputation_dict"] = _imputation_values(load_artifact(path), path, config)
+        read.append(path)
     else:
         _note_unused(directory, IMPUTATION, "USE_PRECOMPUTED_IMPUTATION")
     if switches.use_precomputed_risk_tables:
         path = _required_artifact(directory, RISK_TABLES, "USE_PRECOMPUTED_RISK_TABLES", config, "risk_tables")
         given["risk_tables"] = _risk_tables(load_artifact(path), path, config)
+        read.append(path)
     else:
         _note_unused(directory, RISK_TABLES, "USE_PRECOMPUTED_RISK_TABLES")
     for field, values in given.items():
         log.info("Using precomputed %s for %s instead of fitting on train", field, sorted(values))
-    return config.model_copy(update=given)
-
-
-def pipeline_input_files(directory: Path, switches: RunSwitches) -> list[Path]:
-    """The files of ``directory`` that ``apply_pipeline_inputs`` reads under ``switches``, for the lineage."""
-    read = [directory / SELECTED_FEATURES]
-    if switches.use_precomputed_imputation:
-        read.append(find_artifact(directory, IMPUTATION))
-    if switches.use_precomputed_risk_tables:
-        read.append(find_artifact(directory, RISK_TABLES))
-    return [path for path in read if path is not None and path.is_file()]
+    return UpstreamInputs(revalidated(config, given, f"the upstream artifacts in {directory}"), read)
 
 
 def restrict_to_selection(config: Config, selected: list[str], path: Path) -> Config:
@@ -159,10 +131,17 @@ def restrict_to_selection(config: Config, selected: list[str], path: Path) -> Co
         log.warning(
             "Feature selection %s names %s, which are not in tab_field_list or cat_field_list; ignored", path, unknown
         )
+    return revalidated(config, updates, str(path))
+
+
+def revalidated(config: Config, updates: dict[str, Any], source: str) -> Config:
+    """The config with ``updates``, checked by every rule of the Config again."""
+    if not updates:
+        return config
     try:
-        return validate_config({**config.model_dump(), **updates})
+        return validate_config({**config.model_dump(exclude_unset=True), **updates})
     except ConfigError as exc:
-        raise ConfigError(f"After applying {path}: {exc}") from None
+        raise ConfigError(f"After applying {source}: {exc}") from None
 
 
 def _required_artifact(directory: Path, stem: str, flag: str, config: Config, field: str) -> Path:
@@ -245,52 +224,3 @@ def _rate(value: Any, path: Path, field: str) -> float | list[float]:
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_number(v, path, field) for v in value]
     return _number(value, path, field)
-
-
-class GivenRiskTables(RiskTableEncoder):
-    """Risk tables fitted elsewhere; a column that already holds their rates passes through unchanged."""
-
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        encoded = super().transform(frame)
-        for position, field in enumerate(self.fields):
-            if self._holds_rates(frame[field], field):
-                if self.width != 1:
-                    raise DataError(
-                        f"Column {field!r} already holds risk rates, but a multiclass task needs one rate per class; "
-                        "give the raw categories and let the job apply risk_table_map."
-                    )
-                default = float(self.tables_[field]["default_bin"])
-                encoded[:, position] = pd.to_numeric(frame[field]).fillna(default).to_numpy(np.float32)
-                log.info("%s: %d rows already hold risk rates (mapped upstream); passed through", field, len(frame))
-        return encoded
-
-    def _holds_rates(self, column: pd.Series, field: str) -> bool:
-        """True for a column of the table's rates, False for categories (seen or unseen)."""
-        present = column.dropna()
-        table = self.tables_[field]
-        if present.empty or category_keys(present).isin(list(table["bins"])).all():
-            return False
-        numbers = pd.to_numeric(present, errors="coerce")
-        if numbers.isna().any():
-            return False
-        values = np.unique(numbers.to_numpy(np.float64))
-        every_rate = [*table["bins"].values(), table["default_bin"]]
-        rates = np.unique(np.hstack([np.ravel(v) for v in every_rate]).astype(np.float64))
-        if _all_close(values, rates):
-            return True
-        if np.array_equal(values, np.round(values)):
-            return False
-        strays = [float(v) for v in values if not _all_close(np.array([v]), rates)][:3]
-        raise DataError(
-            f"Column {field!r} holds fractional numbers that are neither categories nor rates of its risk table "
-            f"(e.g. {strays}); it looks encoded with a different risk_table_map. Give the raw categories, or the "
-            "risk_table_map that encoded it."
-        )
-
-
-def _all_close(values: np.ndarray, sorted_rates: np.ndarray) -> bool:
-    """Every value lies within RATE_TOLERANCE of some rate (both sorted, unique)."""
-    right = np.clip(np.searchsorted(sorted_rates, values), 0, len(sorted_rates) - 1)
-    left = np.clip(right - 1, 0, len(sorted_rates) - 1)
-    close = np.isclose(values, sorted_rates[right], rtol=RATE_TOLERANCE, atol=1e-9)
-    return bool(np.all(close | np.isclose(values, sorted_rates[left], rtol=RATE_TOLERANCE, atol=1e-9)))

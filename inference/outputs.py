@@ -1,21 +1,26 @@
-"""Prediction files: one row per input row, in the input file's format.
+"""What a prediction looks like: the decision rule and the prediction rows.
 
-Columns: the id column, the true label as it was read (strings stay strings, numbers stay
-numbers), ``prob_<class>`` per class, and ``prediction`` (the predicted class label; for binary
-tasks at the reported threshold). Integer class labels give an integer ``prediction`` column;
-any other labels give text.
+Prediction rows: the id column, the true label as it was read when present (strings stay strings,
+numbers stay numbers), ``prob_<class>`` per class, and ``prediction`` (the predicted class label;
+for binary tasks at the decision threshold). Integer class labels give an integer ``prediction``
+column; any other labels give text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from evaluation.metrics import DEFAULT_THRESHOLD, predicted_classes
-from processing.files import write_table
+DEFAULT_THRESHOLD = 0.5
+
+
+def predicted_classes(probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Class indices: for binary tasks class 1 when its probability reaches ``threshold``, else the arg-max."""
+    if probs.shape[1] == 2:
+        return (probs[:, 1] >= threshold).astype(np.int64)
+    return probs.argmax(axis=1)
 
 
 def prediction_frame(
@@ -42,9 +47,3 @@ def class_label_array(class_labels: Sequence) -> np.ndarray:
     if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in class_labels):
         return np.asarray(class_labels, dtype=np.int64)
     return np.asarray([str(c) for c in class_labels], dtype=object)
-
-
-def write_predictions(frame: pd.DataFrame, output_dir: Path, split: str, input_file: Path) -> Path:
-    path = output_dir / f"{split}_predictions{input_file.suffix.lower()}"
-    write_table(frame, path)
-    return path

@@ -14,9 +14,13 @@ import pytest
 import torch
 from synthetic import hyperparameters, make_rows, write_job
 
-from contracts import ConfigError, DataError, RunSwitches
-from hyperparams import validate_config
-from processing.precomputed import GivenRiskTables, apply_pipeline_inputs, load_plain_pickle, pipeline_input_files
+from contracts.environment import RunSwitches
+
+from contracts.errors import ConfigError, DataError
+from hyperparams.loading import validate_config
+from processing.risk_tables import GivenRiskTables
+from processing.safe_pickle import load_plain_pickle
+from processing.upstream_inputs import apply_upstream_inputs
 from processing.preparation import prepare_data
 from processing.validation import validate_splits
 
@@ -36,6 +40,10 @@ class RunsShell:
 
     def __reduce__(self):
         return os.system, (self.command,)
+
+
+def apply(config, folder, switches):
+    return apply_upstream_inputs(config, folder, switches).config
 
 
 def artifacts_dir(base, **files) -> object:
@@ -62,7 +70,7 @@ def upstream_transformed(frame: pd.DataFrame) -> pd.DataFrame:
 def test_artifacts_replace_fitting_and_json_is_preferred_over_pickle(tmp_path, tiny_bert):
     folder = artifacts_dir(tmp_path, impute_dict_json=IMPUTE, impute_dict_pkl={"score": 0.0, "count": 0.0},
                            risk_table_map_json=TABLES)
-    config = apply_pipeline_inputs(validate_config(hyperparameters(tiny_bert)), folder, BOTH)
+    config = apply(validate_config(hyperparameters(tiny_bert)), folder, BOTH)
     assert config.imputation_dict == IMPUTE
     assert config.risk_tables == TABLES
 
@@ -73,7 +81,7 @@ def test_pickles_in_the_upstream_format_load_with_numpy_numbers_and_integer_cate
         impute_dict_pkl={"score": np.float64(3.5), "count": np.int64(7)},
         risk_table_map_pkl={"region": {"bins": {3: np.float64(0.75), "north": 0.5}, "default_bin": np.float32(0.25)}},
     )
-    config = apply_pipeline_inputs(validate_config(hyperparameters(tiny_bert)), folder, BOTH)
+    config = apply(validate_config(hyperparameters(tiny_bert)), folder, BOTH)
     assert config.imputation_dict == {"score": 3.5, "count": 7.0}
     assert config.risk_tables == {"region": {"bins": {"3": 0.75, "north": 0.5}, "default_bin": 0.25}}
     encoder = GivenRiskTables.from_artifact(config.risk_tables, ["region"], 2)
@@ -118,18 +126,19 @@ def test_artifacts_are_ignored_while_the_flags_are_false(tmp_path, tiny_bert, ca
     folder = artifacts_dir(tmp_path, impute_dict_json=IMPUTE, risk_table_map_json=TABLES)
     config = validate_config(hyperparameters(tiny_bert))
     with caplog.at_level(logging.INFO):
-        assert apply_pipeline_inputs(config, folder, NEITHER) == config
+        assert apply(config, folder, NEITHER) == config
     assert "USE_PRECOMPUTED_IMPUTATION is false; fitting on train instead" in caplog.text
 
 
-def test_the_files_read_are_the_selection_and_the_flagged_artifacts(tmp_path):
+def test_the_files_read_are_the_selection_and_the_flagged_artifacts(tmp_path, tiny_bert):
     folder = artifacts_dir(tmp_path, impute_dict_json=IMPUTE, impute_dict_pkl=IMPUTE, risk_table_map_pkl=TABLES,
-                           selected_features_json=["score"])
-    assert [p.name for p in pipeline_input_files(folder, BOTH)] == [
+                           selected_features_json=["score", "region"])
+    config = validate_config(hyperparameters(tiny_bert))
+    assert [p.name for p in apply_upstream_inputs(config, folder, BOTH).files] == [
         "selected_features.json", "impute_dict.json", "risk_table_map.pkl"
     ]
-    assert [p.name for p in pipeline_input_files(folder, NEITHER)] == ["selected_features.json"]
-    assert pipeline_input_files(tmp_path / "absent", BOTH) == []
+    assert [p.name for p in apply_upstream_inputs(config, folder, NEITHER).files] == ["selected_features.json"]
+    assert apply_upstream_inputs(config, tmp_path / "absent", NEITHER).files == []
 
 
 def test_flag_and_hyperparameter_for_the_same_artifact_conflict(tmp_path, tiny_bert):
@@ -137,7 +146,7 @@ def test_flag_and_hyperparameter_for_the_same_artifact_conflict(tmp_path, tiny_b
     config = validate_config(hyperparameters(tiny_bert, imputation_dict={"score": 1.0, "count": 1.0}))
     switches = RunSwitches(use_precomputed_imputation=True, use_precomputed_risk_tables=False, dry_run=False)
     with pytest.raises(ConfigError, match="remove imputation_dict or set USE_PRECOMPUTED_IMPUTATION=false"):
-        apply_pipeline_inputs(config, folder, switches)
+        apply(config, folder, switches)
 
 
 @pytest.mark.parametrize(
@@ -153,7 +162,7 @@ def test_flag_and_hyperparameter_for_the_same_artifact_conflict(tmp_path, tiny_b
 def test_malformed_artifacts_are_named(tmp_path, tiny_bert, files, message):
     folder = artifacts_dir(tmp_path, **{"impute_dict_json": IMPUTE, "risk_table_map_json": TABLES, **files})
     with pytest.raises(DataError, match=message):
-        apply_pipeline_inputs(validate_config(hyperparameters(tiny_bert)), folder, BOTH)
+        apply(validate_config(hyperparameters(tiny_bert)), folder, BOTH)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +172,7 @@ def test_selected_features_restrict_the_tabular_fields(tmp_path, tiny_bert, cont
     folder = artifacts_dir(tmp_path, selected_features_json=content)
     config = validate_config(hyperparameters(tiny_bert, input_tab_dim=3))
     with caplog.at_level(logging.INFO):
-        restricted = apply_pipeline_inputs(config, folder, NEITHER)
+        restricted = apply(config, folder, NEITHER)
     assert restricted.tab_field_list == ["score"]
     assert restricted.cat_field_list == ["region"]
     assert restricted.tabular_feature_names == ["score", "region__risk"]
@@ -174,7 +183,7 @@ def test_selected_features_restrict_the_tabular_fields(tmp_path, tiny_bert, cont
 
 def test_split_files_need_not_hold_the_fields_a_selection_drops(tmp_path, tiny_bert):
     folder = artifacts_dir(tmp_path, selected_features_json=["score", "region"])
-    config = apply_pipeline_inputs(validate_config(hyperparameters(tiny_bert)), folder, NEITHER)
+    config = apply(validate_config(hyperparameters(tiny_bert)), folder, NEITHER)
     frames = {split: make_rows(20, seed=i).drop(columns=["count"]) for i, split in enumerate(("train", "val", "test"))}
     validate_splits(config, frames, dict.fromkeys(frames, "file"))
     with pytest.raises(DataError, match=r"lacks 1 configured column\(s\): 'score' \(tab_field_list\)"):
@@ -184,17 +193,17 @@ def test_split_files_need_not_hold_the_fields_a_selection_drops(tmp_path, tiny_b
 def test_selection_that_keeps_no_tabular_field_is_an_error(tmp_path, tiny_bert):
     folder = artifacts_dir(tmp_path, selected_features_json=["review"])
     with pytest.raises(ConfigError, match=r"selected_features.json selects none of the tabular fields"):
-        apply_pipeline_inputs(validate_config(hyperparameters(tiny_bert)), folder, NEITHER)
+        apply(validate_config(hyperparameters(tiny_bert)), folder, NEITHER)
 
 
 def test_malformed_selection_is_named(tmp_path, tiny_bert):
     folder = artifacts_dir(tmp_path, selected_features_json={"features": ["score"]})
     with pytest.raises(DataError, match=r"selected_features.json must hold a JSON list of column names"):
-        apply_pipeline_inputs(validate_config(hyperparameters(tiny_bert)), folder, NEITHER)
+        apply(validate_config(hyperparameters(tiny_bert)), folder, NEITHER)
 
 
 def test_columns_encoded_upstream_give_the_same_model_inputs_as_raw_ones(tmp_path, tiny_bert, tokenizer):
-    config = apply_pipeline_inputs(
+    config = apply(
         validate_config(hyperparameters(tiny_bert)),
         artifacts_dir(tmp_path, impute_dict_json=IMPUTE, risk_table_map_json=TABLES),
         BOTH,

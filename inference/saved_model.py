@@ -1,0 +1,116 @@
+"""A trained ``model/`` folder, loaded once, that turns raw rows into class probabilities.
+
+The rows go through the same code the training job used: its text chain with the saved
+tokenizer, the saved imputation values and risk tables, then ``model.onnx`` in ONNX Runtime
+(default) or ``model.pth`` rebuilt in PyTorch. Only data is loaded: JSON files,
+``torch.load(..., weights_only=True)`` and the ONNX graph; the ``.pkl`` twins are never unpickled.
+
+The batch scorer (``inference.predict``) reads files through it; any other caller passes a
+DataFrame shaped like a training split (the label column is optional).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from contracts.errors import ConfigError, DataError
+from hyperparams.config import Config
+from inference.engines import OnnxEngine, TorchEngine
+from inference.outputs import DEFAULT_THRESHOLD, prediction_frame
+from models.registry import build_from_artifacts
+from processing.dataset import EncodedSplit
+from processing.loaders import scoring_loader
+from processing.preparation import encode_texts
+from processing.tabular import TabularEncoders
+from processing.text.loading import load_tokenizer
+from processing.validation import column_roles
+
+ENGINES = ("onnx", "torch")
+
+
+@dataclass
+class SavedModel:
+    directory: Path
+    artifacts: dict[str, Any]
+    config: Config
+    tokenizer: Any
+    tabular: TabularEncoders
+    _engines: dict[tuple[str, str], OnnxEngine | TorchEngine] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> SavedModel:
+        artifacts = torch.load(_required(directory, "model_artifacts.pth"), map_location="cpu", weights_only=True)
+        config = Config.model_validate(artifacts["config"])
+        tabular = TabularEncoders.from_artifacts(
+            config, _read_json(directory, "impute_dict.json"), _read_json(directory, "risk_table_map.json")
+        )
+        return cls(directory, artifacts, config, load_tokenizer(str(directory)), tabular)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns the model reads from a row (the label is not one of them)."""
+        return [c for c in column_roles(self.config) if c != self.config.label_name]
+
+    def check_rows(self, frame: pd.DataFrame, source: str) -> None:
+        """Every column the model reads is present, and there is at least one row."""
+        missing = [c for c in self.input_columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{source} has no column(s) {missing}, which the model reads; it has {list(frame.columns)}.")
+        if frame.empty:
+            raise DataError(f"{source} has a header but no rows; there is nothing to score.")
+
+    def encode(self, frame: pd.DataFrame) -> EncodedSplit:
+        """The rows as model input, through the training job's text chain and tabular encoders."""
+        texts, _ = encode_texts(self.config, self.tokenizer, {"input": frame}, files={})
+        tabular = self.tabular.transform(self.config, frame, "input")
+        return EncodedSplit(texts["input"], tabular, np.zeros(len(frame), dtype=np.int64))
+
+    def probabilities(self, frame: pd.DataFrame, engine: str = "onnx", device: str = "cpu") -> np.ndarray:
+        """Class probabilities [rows, classes] in row order."""
+        encoded = self.encode(frame)
+        loader = scoring_loader(encoded, self.config, pad_id=self.tokenizer.pad_token_id or 0)
+        return self._engine(engine, device).probabilities(loader)
+
+    def predictions(
+        self, frame: pd.DataFrame, probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+    ) -> pd.DataFrame:
+        """The prediction rows for ``frame`` (with its labels when it has them)."""
+        config = self.config
+        labels = frame[config.label_name] if config.label_name in frame.columns else None
+        return prediction_frame(
+            frame[config.id_name], labels, probs, config.class_labels, config.id_name, config.label_name, threshold
+        )
+
+    def _engine(self, name: str, device: str) -> OnnxEngine | TorchEngine:
+        if name not in ENGINES:
+            raise ConfigError(f"engine {name!r} is not one of {list(ENGINES)}.")
+        key = (name, device if name == "torch" else "cpu")
+        if key not in self._engines:
+            if name == "torch":
+                state = torch.load(_required(self.directory, "model.pth"), map_location="cpu", weights_only=True)
+                self._engines[key] = TorchEngine(build_from_artifacts(self.artifacts, state), device)
+            else:
+                self._engines[key] = OnnxEngine(_required(self.directory, "model.onnx"))
+        return self._engines[key]
+
+
+def _required(directory: Path, name: str) -> Path:
+    path = directory / name
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; --model-dir must be the model/ folder a training job wrote.")
+    return path
+
+
+def _read_json(directory: Path, name: str) -> Any:
+    path = _required(directory, name)
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); copy it again from the job's model/ folder.") from None
