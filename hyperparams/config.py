@@ -40,7 +40,7 @@ class RiskTable(TypedDict):
 
 
 class Config(BaseModel):
-    """Hyperparameters of one training job. Field descriptions are the README's reference table."""
+    """Hyperparameters of one training job. Field descriptions make the table in docs/configuration.md."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -128,7 +128,7 @@ class Config(BaseModel):
     )
     optimizer: Literal["SGD", "Adam", "AdamW"] = Field("AdamW", description="SGD (with momentum), Adam or AdamW.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-    weight_decay: float = Field(0.0, ge=0, description="Weight decay (AdamW: not applied to biases and LayerNorm weights).")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay (decoupled in AdamW, L2 in SGD and Adam); never applied to biases, LayerNorm or embedding weights.")
     adam_epsilon: float = Field(1e-8, gt=0, description="Adam/AdamW epsilon.")
     class_weights: list[Annotated[float, Field(gt=0)]] | None = Field(None, description="Cross-entropy weight per class.")
     dropout_keep: float = Field(0.5, gt=0, le=1, description="Probability of keeping a unit in dropout layers (1 disables dropout).")

@@ -1,7 +1,13 @@
+"""Fixtures shared by the test modules, and the test tiers.
+
+Tiers: a test that runs the job (or a CLI) in a child process is marked ``subprocess``, one that
+starts a second process ``multiprocess``, one that runs a benchmark script ``benchmark``; each of
+them is also marked ``slow`` here. ``make test-fast`` runs ``-m "not slow"``; ``make test`` runs all.
+"""
+
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from synthetic import CLASSES, build_tiny_bert, hyperparameters, make_rows, write_job  # noqa: E402
+from helpers.data import CLASSES, build_tiny_bert, hyperparameters, make_rows, write_job  # noqa: E402
+from helpers.jobs import run_job_in_process, run_script  # noqa: E402
+
+SLOW_REASONS = ("subprocess", "multiprocess", "benchmark")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(reason) for reason in SLOW_REASONS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -28,19 +43,6 @@ def tokenizer(tiny_bert):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tiny_bert))
-
-
-def run_script(base: Path, extra_env: dict | None = None, args: tuple[str, ...] = (), timeout: int = 600):
-    """Run pytorch_training.py as a subprocess against ``base`` as the /opt/ml root."""
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), **(extra_env or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "pytorch_training.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 @pytest.fixture
@@ -58,18 +60,9 @@ def run_main(monkeypatch):
     return run
 
 
-def run_job_in_process(base: Path) -> int:
-    """main() against ``base`` as the /opt/ml root, for session fixtures (no monkeypatch there)."""
-    import pytorch_training
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SAGEMAKER_BASE_DIR", str(base))
-        return pytorch_training.main([])
-
-
 @pytest.fixture(scope="session")
 def binary_job(tmp_path_factory, tiny_bert) -> Path:
-    """A finished binary job on CSV splits whose ids are zero-padded digits ("00007")."""
+    """A finished binary job (in this process) on CSV splits whose ids are zero-padded digits ("00007")."""
     sizes = (("train", 96), ("val", 32), ("test", 32))
     frames = {split: make_rows(n, seed=i) for i, (split, n) in enumerate(sizes)}
     for frame in frames.values():
@@ -81,7 +74,7 @@ def binary_job(tmp_path_factory, tiny_bert) -> Path:
 
 @pytest.fixture(scope="session")
 def multiclass_job(tmp_path_factory, tiny_bert) -> Path:
-    """A finished multiclass job on Parquet splits with string labels and integer ids."""
+    """A finished multiclass job (in this process) on Parquet splits with string labels and integer ids."""
     sizes = (("train", 96), ("val", 30), ("test", 30))
     frames = {split: make_rows(n, seed=i, multiclass=True) for i, (split, n) in enumerate(sizes)}
     for i, frame in enumerate(frames.values()):
@@ -90,3 +83,13 @@ def multiclass_job(tmp_path_factory, tiny_bert) -> Path:
     base = write_job(tmp_path_factory.mktemp("multiclass_job"), hparams, fmt="parquet", frames=frames)
     assert run_job_in_process(base) == 0, (base / "output" / "failure").read_text()
     return base
+
+
+@pytest.fixture(scope="session")
+def script_job(tmp_path_factory, tiny_bert):
+    """A finished binary job run as users run it: ``python pytorch_training.py train`` in its own
+    process, three epochs. Returns the /opt/ml folder and the completed process (its stdout)."""
+    base = write_job(tmp_path_factory.mktemp("script_job"), hyperparameters(tiny_bert, max_epochs=3), fmt="csv")
+    result = run_script(base, args=("train",))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base, result

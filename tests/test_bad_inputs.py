@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import hyperparameters, make_rows, write_job
-from test_failures import assert_failed_cleanly
+from helpers.data import hyperparameters, make_rows, write_job
+from helpers.jobs import assert_failed_cleanly
 
 from contracts.errors import DataError
 from hyperparams.loading import validate_config
@@ -159,6 +159,10 @@ CONFIG_CASES = {
         ["risk_tables has entries for 'city'", "remove them"],
     ),
     "risk table without default": ({"risk_tables": {"region": {"bins": {"north": 0.5}}}}, ["'risk_tables.region.default_bin' is missing"]),
+    "risk table with two rates for a binary task": (
+        {"risk_tables": {"region": {"bins": {"north": [0.4, 0.6]}, "default_bin": 0.5}}},
+        ["risk table 'region' gives [0.4, 0.6] for 'north'", "a task with 2 classes needs one rate (of the positive class)"],
+    ),
     "negative seed": ({"seed": -1}, ["'seed' = -1", "greater than or equal to 0"]),
     "zero devices": ({"devices": 0}, ["'devices' = 0", "positive number of devices"]),
     "unknown strategy": ({"strategy": "deepspeed"}, ["'strategy' = 'deepspeed'", "'auto', 'ddp' or 'fsdp'"]),
@@ -508,6 +512,11 @@ DATA_CASES = {
         ["Column 'region' holds fractional numbers that are neither categories nor rates", "(e.g. [0.33"], env=PRECOMPUTED,
         frames=_fill("region", 0.33),
         files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": TABLES}),
+    ),
+    "upstream risk table of one rate for a multiclass task": DataCase(
+        ["After applying the upstream artifacts in", "risk table 'region' gives 0.9 for 'north'",
+         "a task with 3 classes needs a list of 3 rates, one per class"],
+        hparams=MULTICLASS, env={"USE_PRECOMPUTED_RISK_TABLES": "true"}, files=_artifacts(**{"risk_table_map.json": TABLES}),
     ),
     "feature selection of unknown columns only": DataCase(
         ["selected_features.json selects none of the tabular fields", "select at least one of them"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.benchmark
 def test_text_chain_benchmark_prints_its_figures_and_ratio_last():
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "text_chain.py"), "--rows", "40", "--repeats", "1",

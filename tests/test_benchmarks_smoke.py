@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from synthetic import build_tiny_bert
+from helpers.data import build_tiny_bert
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -19,6 +19,7 @@ def bert_512(tmp_path_factory) -> str:
     return str(build_tiny_bert(tmp_path_factory.mktemp("bert512"), max_positions=512))
 
 
+@pytest.mark.benchmark
 def test_training_overhead(bert_512):
     import training_overhead
 
@@ -26,6 +27,7 @@ def test_training_overhead(bert_512):
     assert figures["ratio"] > 0 and figures["raw_loop_samples_per_s"] > 0
 
 
+@pytest.mark.benchmark
 def test_padding(bert_512):
     import padding
 
@@ -37,6 +39,7 @@ def test_padding(bert_512):
     assert figures["max_loss_difference"] < 1e-4
 
 
+@pytest.mark.benchmark
 def test_data_loading(bert_512):
     import data_loading
 
@@ -44,12 +47,14 @@ def test_data_loading(bert_512):
     assert 0 <= figures["wait_fraction"] < 1
 
 
+@pytest.mark.benchmark
 def test_evaluation_speed(bert_512):
     import evaluation_speed
 
     assert evaluation_speed.run(bert_512, rows=24, repeats=1)["seconds_per_1000_rows_eval_batch_length_sorted"] > 0
 
 
+@pytest.mark.benchmark
 def test_onnx_latency(bert_512):
     import onnx_latency
 
@@ -57,6 +62,7 @@ def test_onnx_latency(bert_512):
     assert figures["ort_tuned_ms_batch32"] > 0
 
 
+@pytest.mark.benchmark
 def test_scaling(bert_512):
     import scaling
 
@@ -88,12 +94,14 @@ def test_scaling_repeats_the_smaller_sizes_and_takes_medians(monkeypatch):
     assert 0.8 < figures["loglog_exponent"] < 1.0
 
 
+@pytest.mark.benchmark
 def test_bf16_speed(bert_512):
     import bf16_speed
 
     assert bf16_speed.run(bert_512, steps=3, repeats=1, rows=60, batch_size=8)["fp32_step_s"] > 0
 
 
+@pytest.mark.benchmark
 def test_gpu_plan_runs_tiny_on_cpu():
     import subprocess
 

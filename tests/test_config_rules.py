@@ -1,5 +1,5 @@
 """The Config beyond single errors: SageMaker's string values, notes for idle settings, the
-shipped examples, and the README's generated field table."""
+shipped examples, and the generated field table in docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hyperparams.loading import validate_config
 from hyperparams.inactive import inactive_settings
 from hyperparams.reference import END, START, markdown_table, replace_table, table_in, type_name
 from processing.tabular import TabularEncoders
-from synthetic import MINIMAL_FIELDS
+from helpers.data import MINIMAL_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "hyperparams" / "examples"
@@ -83,6 +83,14 @@ def test_the_resolved_config_a_job_saves_validates_to_the_same_config():
         ),
         ({"count_threshold": 5, "categorical_features_to_encode": []}, "count_threshold = 5 has no effect: no categorical field is risk-encoded"),
         ({"max_total_chunks": 3, "text_processing_steps": ["text_normalizer", "tokenizer"]}, "max_total_chunks = 3 has no effect: no text column has a dialogue_chunker"),
+        (
+            {"model_class": "lstm", "lr": 1e-4, "head_lr": 3e-3},
+            "lr = 0.0001 has no effect: model_class lstm has no pretrained transformer, so every parameter trains at head_lr",
+        ),
+        (
+            {"model_class": "multimodal_cnn", "lr": 1e-4, "head_lr": 3e-3},
+            "lr = 0.0001 has no effect: model_class multimodal_cnn has no pretrained transformer",
+        ),
     ],
 )
 def test_a_set_field_without_effect_gets_one_note(changes, note):
@@ -102,6 +110,8 @@ def test_a_set_field_without_effect_gets_one_note(changes, note):
         {"model_class": "bert", "tab_field_list": [], "cat_field_list": []},  # empty lists ask for nothing
         {"smooth_factor": 0.2, "count_threshold": 3},
         {"max_total_chunks": 3, "chunk_trancate": False},
+        {"lr": 1e-4, "head_lr": 3e-3},  # the transformer trains at lr
+        {"model_class": "lstm", "tab_field_list": [], "cat_field_list": [], "lr": 1e-4},  # no head_lr: all at lr
     ],
 )
 def test_settings_that_act_are_not_noted(changes):
@@ -159,12 +169,14 @@ def test_shipped_examples_validate_and_differ_from_the_reference_only_where_need
     assert fixed == [*reference["binary_multimodal_bert.json"]["full_field_list"], "marketplace"]
 
 
-# --- the README table -----------------------------------------------------------------------
+# --- the reference table in docs/configuration.md ---------------------------------------------
 
 
-def test_readme_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert table_in(readme) == markdown_table(), "README.md is stale: run python -m hyperparams.reference README.md"
+def test_configuration_page_table_is_the_generated_one():
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert table_in(page) == markdown_table(), (
+        "docs/configuration.md is stale: run python -m hyperparams.reference docs/configuration.md"
+    )
 
 
 def test_table_has_every_field_once_with_type_default_and_meaning():

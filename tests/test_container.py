@@ -4,6 +4,8 @@ laid out without a Docker engine)."""
 
 from __future__ import annotations
 
+import pytest
+
 import contextlib
 import os
 import re
@@ -14,8 +16,8 @@ import time
 from pathlib import Path
 
 from docker.utils.build import PatternMatcher
-from docker_image import DOCKERFILE, ROOT, dockerignore_patterns, job_environment, lay_out_image, parse_dockerfile
-from synthetic import hyperparameters, write_job
+from helpers.image import DOCKERFILE, ROOT, dockerignore_patterns, job_environment, lay_out_image, parse_dockerfile
+from helpers.data import hyperparameters, write_job
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
@@ -77,6 +79,7 @@ def test_build_context_leaves_out_virtualenvs_data_tests_and_caches():
         assert not matcher.matches(path), path
 
 
+@pytest.mark.subprocess
 def test_image_runs_the_job_with_a_mounted_opt_ml_and_no_arguments(tmp_path, tiny_bert):
     """The mounted folder has data only: the hyperparameters shipped in the image, which the mount
     hides at /opt/ml/code, are found beside the code in /opt/program."""
@@ -94,6 +97,7 @@ def test_image_runs_the_job_with_a_mounted_opt_ml_and_no_arguments(tmp_path, tin
     assert "\r" not in result.stdout + result.stderr
 
 
+@pytest.mark.subprocess
 def test_train_execs_python_so_sigterm_reaches_the_job(tmp_path, tiny_bert):
     image = lay_out_image(tmp_path / "image")
     base = write_job(tmp_path / "opt_ml", hyperparameters(tiny_bert), rows=(40, 12, 12))

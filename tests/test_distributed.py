@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_script
-from synthetic import hyperparameters, write_job
-from test_end_to_end import MODEL_FILES
+from helpers.jobs import run_script
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import MODEL_FILES
 
 from contracts.errors import ConfigError
 from export.staging import WORK_PREFIX
@@ -207,6 +207,7 @@ def _rank_waiting_for_a_slow_writer(rank: int, port: int, results) -> None:
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.multiprocess
 def test_other_ranks_outwait_a_writer_slower_than_the_process_group_timeout():
     """Rank 0's export and evaluation can outlast the training process group's timeout; the other
     ranks' wait for it must not time out with it."""
@@ -241,6 +242,7 @@ def ddp_job(tmp_path_factory, tiny_bert):
     return base, two_process_job(base, tiny_bert, "ddp")
 
 
+@pytest.mark.multiprocess
 def test_ddp_on_two_processes_writes_one_set_of_artifacts(ddp_job):
     base, result = ddp_job
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout
@@ -256,6 +258,7 @@ def test_ddp_on_two_processes_writes_one_set_of_artifacts(ddp_job):
     assert result.stdout.count("tokenized text loaded from the cache") == 3
 
 
+@pytest.mark.multiprocess
 def test_ddp_evaluates_every_test_row_exactly_once(ddp_job):
     base, _ = ddp_job
     given = pd.read_csv(base / "input" / "data" / "test" / "test.csv")
@@ -266,6 +269,7 @@ def test_ddp_evaluates_every_test_row_exactly_once(ddp_job):
     assert json.loads((base / "output" / "data" / "metrics.json").read_text())["test"]["auroc"] > 0
 
 
+@pytest.mark.multiprocess
 def test_fsdp_on_two_cpu_processes_exports_the_full_model(tmp_path, tiny_bert, ddp_job):
     """FSDP2 shards the encoders across the two ranks; the exported model has every weight, so its
     predictions equal those of the same training under DDP."""

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from synthetic import NEUTRAL, hyperparameters, make_rows, write_job
-from test_failures import assert_failed_cleanly
+from helpers.data import NEUTRAL, hyperparameters, make_rows, write_job
+from helpers.jobs import assert_failed_cleanly
 
 import pytorch_training
 from contracts.paths import resolve_paths

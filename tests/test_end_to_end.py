@@ -10,45 +10,26 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import torch
-from conftest import run_script
-from synthetic import hyperparameters, write_job
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import MODEL_FILES, run_script
 
 from export.staging import WORK_PREFIX
 
-MODEL_FILES = [
-    "model.pth",
-    "model_artifacts.pth",
-    "model.onnx",
-    "impute_dict.json",
-    "impute_dict.pkl",
-    "risk_table_map.json",
-    "risk_table_map.pkl",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "hyperparameters.json",
-    "manifest.json",
-]
 METRIC_LINE = re.compile(r"^(val|test)/(\w+)=(-?\d+\.\d+)$", re.MULTILINE)
 
-
-@pytest.fixture(scope="module")
-def finished_job(tmp_path_factory, tiny_bert):
-    base = write_job(tmp_path_factory.mktemp("job"), hyperparameters(tiny_bert, max_epochs=3), fmt="csv")
-    result = run_script(base, args=("train",))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return base, result
+pytestmark = pytest.mark.subprocess
 
 
-def test_writes_every_model_artifact(finished_job):
-    base, _ = finished_job
+def test_writes_every_model_artifact(script_job):
+    base, _ = script_job
     present = {p.name for p in (base / "model").iterdir()}
     assert set(MODEL_FILES) <= present
     assert not list(base.rglob(f"{WORK_PREFIX}*")), "staging folder left behind"
     assert not (base / "output" / "failure").exists()
 
 
-def test_writes_evaluation_outputs(finished_job):
-    base, _ = finished_job
+def test_writes_evaluation_outputs(script_job):
+    base, _ = script_job
     data = base / "output" / "data"
     for name in ("predict_results.pth", "metrics.json", "val_predictions.csv", "test_predictions.csv"):
         assert (data / name).is_file(), name
@@ -59,8 +40,8 @@ def test_writes_evaluation_outputs(finished_job):
     assert (base / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_prints_one_line_per_final_metric_matching_metrics_json(finished_job):
-    base, result = finished_job
+def test_prints_one_line_per_final_metric_matching_metrics_json(script_job):
+    base, result = script_job
     printed = {f"{s}/{m}": float(v) for s, m, v in METRIC_LINE.findall(result.stdout)}
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
     for split in ("val", "test"):
@@ -69,14 +50,14 @@ def test_prints_one_line_per_final_metric_matching_metrics_json(finished_job):
     assert len(METRIC_LINE.findall(result.stdout)) == 12
 
 
-def test_model_learned_the_synthetic_signal(finished_job):
-    base, _ = finished_job
+def test_model_learned_the_synthetic_signal(script_job):
+    base, _ = script_job
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
     assert metrics["test"]["auroc"] > 0.9
 
 
-def test_prediction_file_has_ids_labels_and_probabilities(finished_job):
-    base, _ = finished_job
+def test_prediction_file_has_ids_labels_and_probabilities(script_job):
+    base, _ = script_job
     test_input = pd.read_csv(base / "input" / "data" / "test" / "test.csv")
     predictions = pd.read_csv(base / "output" / "data" / "test_predictions.csv")
     assert list(predictions.columns) == ["uid", "label", "prob_0", "prob_1", "prediction"]
@@ -88,7 +69,7 @@ def test_prediction_file_has_ids_labels_and_probabilities(finished_job):
     assert results["y_true"].tolist() == test_input["label"].tolist()
 
 
-def test_onnx_model_matches_pytorch_rebuilt_from_artifacts(finished_job):
+def test_onnx_model_matches_pytorch_rebuilt_from_artifacts(script_job):
     from hyperparams.config import Config
     from models.backbone import Backbone
     from models.registry import build_model
@@ -100,7 +81,7 @@ def test_onnx_model_matches_pytorch_rebuilt_from_artifacts(finished_job):
     from processing.text.pipeline import build_text_pipeline
     from transformers import AutoTokenizer
 
-    base, _ = finished_job
+    base, _ = script_job
     model_dir = base / "model"
     bundle = torch.load(model_dir / "model_artifacts.pth", weights_only=True)
     config = Config.model_validate(bundle["config"])

@@ -1,5 +1,5 @@
-"""Bad input and late failures through the real entry script: a failure file that says what to
-change, exit 1, and nothing of the failed run in model/ or output/data."""
+"""Late failures and the failure file: a reason that says what to change, exit 1, and nothing of the
+failed run in model/ or output/data. (Every rejected configuration and data file is in test_bad_inputs.py.)"""
 
 from __future__ import annotations
 
@@ -10,57 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_job_in_process
-from synthetic import hyperparameters, make_rows, write_job
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import assert_failed_cleanly, failure_reason, job_outputs
 
 from contracts.failure import failure_reason as failure_reason_of
 from export.staging import WORK_PREFIX
-
-
-def failure_reason(base) -> str:
-    return (base / "output" / "failure").read_text().splitlines()[0]
-
-
-def assert_failed_cleanly(base, status: int, *fragments: str) -> None:
-    assert status == 1
-    reason = failure_reason(base)
-    assert len(reason) < 1024
-    for fragment in fragments:
-        assert fragment in reason, reason
-    assert not (base / "model").exists() or not any((base / "model").iterdir())
-    assert not list(base.rglob(f"{WORK_PREFIX}*"))
-
-
-def test_bad_hyperparameter(tmp_path, tiny_bert, run_main):
-    base = write_job(tmp_path, hyperparameters(tiny_bert, lr="-0.1"))
-    assert_failed_cleanly(base, run_main(base), "'lr'", "greater than 0")
-
-
-def test_missing_column(tmp_path, tiny_bert, run_main):
-    frames = {s: make_rows(30, i) for i, s in enumerate(("train", "val", "test"))}
-    frames["val"] = frames["val"].drop(columns=["score"])
-    base = write_job(tmp_path, hyperparameters(tiny_bert), frames=frames)
-    assert_failed_cleanly(base, run_main(base), "val file", "'score' (tab_field_list)")
-
-
-def test_unknown_label(tmp_path, tiny_bert, run_main):
-    frames = {s: make_rows(30, i) for i, s in enumerate(("train", "val", "test"))}
-    frames["test"].loc[:4, "label"] = 7
-    base = write_job(tmp_path, hyperparameters(tiny_bert), frames=frames)
-    assert_failed_cleanly(base, run_main(base), "test file", "'7' (5 rows)")
-
-
-def test_empty_file(tmp_path, tiny_bert, run_main):
-    base = write_job(tmp_path, hyperparameters(tiny_bert))
-    (base / "input" / "data" / "train" / "train.csv").write_text("")
-    assert_failed_cleanly(base, run_main(base), "train.csv is empty")
-
-
-def test_missing_split_folder(tmp_path, tiny_bert, run_main):
-    base = write_job(tmp_path, hyperparameters(tiny_bert))
-    for f in (base / "input" / "data" / "test").iterdir():
-        f.unlink()
-    assert_failed_cleanly(base, run_main(base), "No .csv, .tsv or .parquet file in the test folder")
 
 
 def test_success_clears_a_stale_failure_file(tmp_path, tiny_bert, run_main):
@@ -80,25 +34,6 @@ def test_previous_model_survives_a_failed_run(tmp_path, tiny_bert, run_main):
     config.write_text(json.dumps(hyperparameters(tiny_bert, batch_size=0)))
     assert run_main(base) == 1
     assert (base / "model" / "model.pth").read_bytes() == before
-
-
-def job_outputs(base: Path) -> dict[str, tuple[bytes, int]]:
-    """Content and modification time of every file a run writes at its end: model/ and output/data/
-    except the training curves. The time tells a rewrite with equal content (a resumed run's) apart."""
-    folders = [base / "model", base / "output" / "data"]
-    return {
-        str(p.relative_to(base)): (p.read_bytes(), p.stat().st_mtime_ns)
-        for folder in folders
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and "tensorboard_train" not in p.parts
-    }
-
-
-@pytest.fixture(scope="module")
-def finished_job(tmp_path_factory, tiny_bert) -> Path:
-    base = write_job(tmp_path_factory.mktemp("finished"), hyperparameters(tiny_bert, max_epochs=1), rows=(40, 12, 12))
-    assert run_job_in_process(base) == 0, (base / "output" / "failure").read_text()
-    return base
 
 
 def fail(*_args, **_kwargs):
@@ -122,9 +57,9 @@ LATE_FAILURES = {  # in the order the job reaches them, all after training
 
 
 @pytest.mark.parametrize("where", LATE_FAILURES)
-def test_late_failure_leaves_the_previous_outputs_as_they_were(where, finished_job, tmp_path, run_main, monkeypatch):
+def test_late_failure_leaves_the_previous_outputs_as_they_were(where, binary_job, tmp_path, run_main, monkeypatch):
     """The rerun resumes the finished checkpoint, so it fails in export or evaluation, not in training."""
-    base = shutil.copytree(finished_job, tmp_path / "job")
+    base = shutil.copytree(binary_job, tmp_path / "job")
     before = job_outputs(base)
     assert {"model/model.pth", "model/manifest.json", "output/data/metrics.json"} <= set(before)
     LATE_FAILURES[where](monkeypatch)

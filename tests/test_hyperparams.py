@@ -10,7 +10,7 @@ from contracts.errors import ConfigError
 from hyperparams.loading import validate_config
 from hyperparams.coercion import coerce_literal, coerce_text
 from hyperparams.loading import read_hyperparameters
-from synthetic import MINIMAL_FIELDS
+from helpers.data import MINIMAL_FIELDS
 
 BASE = MINIMAL_FIELDS
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT
+from helpers.jobs import ROOT
 
 from export.manifest import config_sha256, training_summary
 from hyperparams.config import Config

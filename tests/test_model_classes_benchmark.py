@@ -3,16 +3,19 @@ not all seven), and the table's rendering of a failure."""
 
 from __future__ import annotations
 
+import pytest
+
 import sys
 from pathlib import Path
 
-from synthetic import hyperparameters, write_job
+from helpers.data import hyperparameters, write_job
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import model_classes  # noqa: E402
 
 
+@pytest.mark.benchmark
 def test_a_dry_run_reports_pass_seconds_and_parameters(tmp_path, tiny_bert):
     demo = write_job(tmp_path / "demo", hyperparameters(tiny_bert, model_class="multimodal_bert"))
     [row] = model_classes.run(demo, ["lstm"])
@@ -32,6 +35,7 @@ def test_the_table_lists_failures_with_their_reason():
     assert "dry runs passed: 1 of 2 model classes" in table
 
 
+@pytest.mark.benchmark
 def test_a_short_training_reports_the_test_auroc_the_job_printed(tmp_path, tiny_bert):
     demo = write_job(tmp_path / "demo", hyperparameters(tiny_bert, model_class="multimodal_bert", max_epochs=1))
     [row] = model_classes.run(demo, ["multimodal_gate_fusion"], train=True, overrides={"max_sen_len": 32})

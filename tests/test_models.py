@@ -18,7 +18,7 @@ from transformers import PreTrainedModel
 import pandas as pd
 import pytest
 import torch
-from synthetic import CLASSES, VOCAB, hyperparameters, make_rows, write_job
+from helpers.data import CLASSES, VOCAB, hyperparameters, make_rows, write_job
 from torch import nn
 
 from export.model_files import artifacts_bundle, write_model_files

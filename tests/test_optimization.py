@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import torch
-from synthetic import hyperparameters, write_job
+from helpers.data import hyperparameters, write_job
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from contracts.errors import ConfigError

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from helpers.jobs import ROOT
 
 from inference.predict import main, score_file
 
@@ -91,6 +91,7 @@ def test_never_unpickles_the_model_folder(binary_job, tmp_path):
     assert (tmp_path / "out.csv").is_file()
 
 
+@pytest.mark.subprocess
 def test_command_line_entry_point(binary_job, tmp_path):
     output = tmp_path / "cli.csv"
     done = subprocess.run(

@@ -14,8 +14,8 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT
-from synthetic import hyperparameters, write_job
+from helpers.jobs import ROOT, failure_reason
+from helpers.data import hyperparameters, write_job
 
 from contracts.errors import ConfigError
 from hyperparams.loading import validate_config
@@ -33,10 +33,6 @@ def model_weights(base) -> dict[str, torch.Tensor]:
 def max_difference(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
-
-
-def failure_reason(base) -> str:
-    return (base / "output" / "failure").read_text().splitlines()[0]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +80,7 @@ def test_sigterm_in_training_then_in_validation_then_finish_gives_identical_weig
     assert difference == 0.0
 
 
+@pytest.mark.subprocess
 def test_sigterm_to_the_job_process_checkpoints_and_exits_within_30s(tmp_path, tiny_bert):
     """The real signal path: the job runs in its own process and gets SIGTERM once its first
     checkpoint exists (training would go on for 50 epochs)."""
@@ -254,6 +251,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypat
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+@pytest.mark.multiprocess
 def test_a_killed_writer_never_leaves_a_truncated_checkpoint(tmp_path):
     """SIGKILL a process while it rewrites a 64 MB checkpoint again and again: the file on disk is
     always a complete checkpoint."""

@@ -19,7 +19,7 @@ from processing.text.ragged import RaggedChunks
 import processing.text.pipeline as pipeline_module
 from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
 from processing.text.emoji_filter import text_style_symbols
-from synthetic import hyperparameters
+from helpers.data import hyperparameters
 from processing.loaders import scoring_loader
 from training.data import fit_loaders
 

@@ -14,7 +14,7 @@ from processing.text.pipeline import build_text_pipeline
 from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
 from processing.text.messages import Messages
 from processing.text.emoji_filter import text_style_symbols
-from synthetic import NEGATIVE, NEUTRAL, POSITIVE
+from helpers.data import NEGATIVE, NEUTRAL, POSITIVE
 
 WORDS = sorted(set(POSITIVE + NEGATIVE + NEUTRAL))  # whole words of the tiny vocabulary: one token each
 SETTINGS = settings(max_examples=150, deadline=None)

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from docker_image import job_environment, lay_out_image
-from synthetic import hyperparameters, write_job
-from test_end_to_end import MODEL_FILES
+from helpers.image import job_environment, lay_out_image
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import MODEL_FILES
 
 from export.staging import WORK_PREFIX
 
@@ -27,6 +27,8 @@ TOOLKIT_TRAIN = Path(sys.executable).parent / "train"
 OUTPUT_DATA = {"metrics.json", "predict_results.pth", "val_predictions.csv", "test_predictions.csv",
                "tensorboard_eval", "tensorboard_train"}
 PROGRESS_LINE = re.compile(r"epoch 1/1 step (\d+)/\1 loss \d+\.\d{4} \d+\.\d samples/s eta \d+m\d\ds$", re.MULTILINE)
+
+pytestmark = pytest.mark.subprocess  # the toolkit's `train` runs the job in its own process
 
 
 def sagemaker_job(root: Path, hparams: dict) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from synthetic import hyperparameters, make_rows, write_job
+from helpers.data import hyperparameters, make_rows, write_job
 
 from contracts.environment import RunSwitches
 

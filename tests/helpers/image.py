@@ -20,7 +20,7 @@ from pathlib import Path
 from docker.utils.build import exclude_paths
 from dockerfile_parse import DockerfileParser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 
 
