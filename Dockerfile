@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The training image: `docker build -t multimodal-training .` (see README, "The container").
+# The training image: `docker build -t multimodal-training .` (docs/container.md).
 #
 # Base: the official PyTorch runtime image of the torch release pinned in requirements.txt
 # (torch 2.13.0, CUDA 13.0, cuDNN 9). Its torch satisfies `torch==2.13.0`, so pip keeps it and the

@@ -1,14 +1,18 @@
-# Two commands matter: `make demo` (train on the clothing reviews) and `make test`.
+# Two commands matter: `make demo` (train on the clothing reviews) and `make test` (what CI runs).
+# `make test-fast` is the quick tier (no child-process job, no second process, no benchmark).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEMO_DIR := demo/opt_ml
-# The demo caps rows so it finishes in under 10 minutes on 2 CPU cores; see README.
+# The demo caps rows so it finishes in under 10 minutes on 2 CPU cores; see README.md.
 DEMO_TRAIN_ROWS ?= 6000
 DEMO_EVAL_ROWS ?= 1500
 
-.PHONY: setup demo test bench lint clean
+# Tests run on this many worker processes (pytest-xdist); a test module stays on one worker.
+TEST_WORKERS ?= 2
+
+.PHONY: setup demo test test-fast bench lint clean
 
 setup: $(VENV)/.installed
 
@@ -32,10 +36,14 @@ demo: setup
 	SAGEMAKER_BASE_DIR=$(DEMO_DIR) HF_HUB_OFFLINE=1 $(PY) pytorch_training.py
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# hadolint (from requirements-dev.txt) on the Dockerfile: no errors, no warnings.
+test-fast: setup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+# ruff (rules in pyproject.toml) on the code, hadolint on the Dockerfile: no errors, no warnings.
 lint: setup
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint Dockerfile
 
 bench: setup

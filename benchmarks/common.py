@@ -29,8 +29,8 @@ import pandas as pd  # noqa: E402
 
 from demo.prepare_clothing import HERE as DEMO_DIR  # noqa: E402
 from demo.prepare_clothing import cap_rows, load_reviews, minilm_dir, split_reviews  # noqa: E402
+from hyperparams.config import Config  # noqa: E402
 from hyperparams.loading import validate_config  # noqa: E402
-from hyperparams.config import Config
 
 
 def demo_config(model_path: str | None = None, **overrides: Any) -> Config:
@@ -54,9 +54,9 @@ def demo_frames(train_rows: int, eval_rows: int = 0, seed: int = 42) -> dict[str
 def prepare(config: Config, frames: dict[str, pd.DataFrame]):
     """Tokenizer, backbone and preprocessed splits, exactly as the job builds them (no cache)."""
     from models.backbone import Backbone
+    from processing.dataset import EncodedSplit
     from processing.preparation import encode_labels, encode_texts
     from processing.tabular import TabularEncoders
-    from processing.dataset import EncodedSplit
     from processing.text.loading import load_tokenizer
 
     tokenizer = load_tokenizer(config.tokenizer)

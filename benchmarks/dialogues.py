@@ -15,7 +15,8 @@ WORDS = (
     "customer service agent manager store online website app email message reply check update status refunded "
     "cancel cancelled new old same different again still already never always maybe sometimes because if then than"
 ).split()
-FOREIGN = ("好的，谢谢", "我想退货", "ありがとうございます", "감사합니다", "شكرا جزيلا", "спасибо большое", "café crème",
+FOREIGN = ("好的，谢谢", "我想退货", "ありがとうございます", "감사합니다", "شكرا جزيلا", "спасибо большое",
+           "café crème",
            "naïve façade", "Straße", "x² ≤ y ± 1", "€25,00", "über", "θ ≈ π/2")
 EMOJI = ("😀", "👍🏽", "❤️", "👨‍👩‍👧", "🇫🇷", "🙏", "😡", "🎉", "1️⃣", "👩🏾‍💻", "🏳️‍🌈", "✨", "😂😂", "📦")
 MARKERS = (("[bom]", "[eom]"), ("[BOM] ", " [EOM]"), ("[ Bom ]\n", "\n[ eom ]"), ("[bom]\n", "[eom]\n"))

@@ -5,7 +5,7 @@ the demo's inputs, ``--repeat`` times, and prints the median wall time and CPU t
 is the headline: median seconds and their ratio to the budget (below 1 is within budget). Wall
 time on a shared machine depends on its load, so the CPU time is printed beside it.
 
-A helper for the dry-run figure in the README (the 60-second budget of the dry run), not one of
+A helper for the dry-run figure in benchmarks/RESULTS.md (the 60-second budget of the dry run), not one of
 the `make bench` benchmarks: it needs the inputs `make demo` prepares and takes ~3 minutes, and
 the dry run itself is tested by tests/test_dry_run.py.
 
@@ -35,7 +35,9 @@ def time_dry_run(base: Path) -> tuple[float, float]:
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "DRY_RUN": "true", "HF_HUB_OFFLINE": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, str(ROOT / "pytorch_training.py")], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "pytorch_training.py")], env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
@@ -65,7 +67,9 @@ def run(demo: Path, repeat: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, default=ROOT / "demo" / "opt_ml", help="an /opt/ml-shaped folder (make demo builds one)")
+    parser.add_argument(
+        "--base", type=Path, default=ROOT / "demo" / "opt_ml", help="an /opt/ml-shaped folder (make demo builds one)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -73,9 +77,15 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     print("wall seconds:", ", ".join(f"{w:.1f}" for w in figures["wall_seconds"]))
-    print("CPU seconds: ", ", ".join(f"{c:.1f}" for c in figures["cpu_seconds"]), f"(load average {figures['load_average']:.1f})")
-    print(f"dry run on the demo data: median {figures['median_wall_seconds']:.1f} s = "
-          f"{figures['ratio_to_budget']:.2f} x the {BUDGET_SECONDS:.0f} s budget")
+    print(
+        "CPU seconds: ",
+        ", ".join(f"{c:.1f}" for c in figures["cpu_seconds"]),
+        f"(load average {figures['load_average']:.1f})",
+    )
+    print(
+        f"dry run on the demo data: median {figures['median_wall_seconds']:.1f} s = "
+        f"{figures['ratio_to_budget']:.2f} x the {BUDGET_SECONDS:.0f} s budget"
+    )
 
 
 if __name__ == "__main__":

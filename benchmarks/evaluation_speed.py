@@ -16,8 +16,9 @@ from common import arguments, demo_config, demo_frames, median_seconds, prepare,
 
 
 def run(model: str | None = None, rows: int = 500, repeats: int = 3) -> dict:
-    from inference.engines import TorchEngine
     from loops import fresh_model
+
+    from inference.engines import TorchEngine
     from processing.loaders import EVAL_BATCH_MULTIPLIER, scoring_loader
     from processing.text.pipeline import build_text_pipeline
 
@@ -31,20 +32,25 @@ def run(model: str | None = None, rows: int = 500, repeats: int = 3) -> dict:
         loader = scoring_loader(splits["val"], config, pad_id=pad)
         if train_sized:
             loader = type(loader)(loader.dataset, batch_size=config.batch_size, collate_fn=loader.collate_fn)
-        seconds = median_seconds(lambda: TorchEngine(model_).probabilities(loader), repeats)
+        seconds = median_seconds(lambda loader=loader: TorchEngine(model_).probabilities(loader), repeats)
         figures[f"seconds_per_1000_rows_{name}"] = 1000 * seconds / rows
     figures["eval_batch_size"] = config.batch_size * EVAL_BATCH_MULTIPLIER
     pipeline = build_text_pipeline(config.steps_for("text"), tokenizer, max_sen_len=config.max_sen_len)
     texts = frames["val"][config.text_name].tolist()
-    figures["text_chain_seconds_per_1000_rows_avoided"] = 1000 * median_seconds(
-        lambda: pipeline.encode(texts), repeats) / rows
+    figures["text_chain_seconds_per_1000_rows_avoided"] = (
+        1000 * median_seconds(lambda: pipeline.encode(texts), repeats) / rows
+    )
     return figures
 
 
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], rows=500, repeats=3).parse_args()
     figures = run(args.model, args.rows, args.repeats)
-    report(figures, f"evaluation: {figures['seconds_per_1000_rows_eval_batch_length_sorted']:.1f} s per 1,000 validation rows", args.json)
+    report(
+        figures,
+        f"evaluation: {figures['seconds_per_1000_rows_eval_batch_length_sorted']:.1f} s per 1,000 validation rows",
+        args.json,
+    )
 
 
 if __name__ == "__main__":

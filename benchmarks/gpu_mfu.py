@@ -32,8 +32,19 @@ from transformers import BertConfig
 # "NVIDIA H100 80GB HBM3" is the SXM part, "NVIDIA H100 PCIe" and "NVIDIA H100 NVL" the others. The
 # A10G (AWS g5) figure is what its large bf16 matmuls reach, well below the 125 of the A10 datasheet,
 # which is why the A10 is left out. Another GPU: give --peak-tflops.
-PEAK_BF16_TFLOPS = {"B200": 2250.0, "H200": 989.0, "H200 NVL": 835.0, "H100": 989.0, "H100 PCIe": 756.0,
-                    "H100 NVL": 835.0, "A100": 312.0, "L40S": 362.0, "L40": 181.0, "L4": 121.0, "A10G": 70.0}
+PEAK_BF16_TFLOPS = {
+    "B200": 2250.0,
+    "H200": 989.0,
+    "H200 NVL": 835.0,
+    "H100": 989.0,
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L40": 181.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+}
 
 
 def encoder_config(tiny: bool) -> BertConfig:
@@ -44,13 +55,15 @@ def encoder_config(tiny: bool) -> BertConfig:
 
 def step_flops(encoder: BertConfig, non_embedding_params: int, batch: int, length: int) -> float:
     tokens = batch * length
-    return 6.0 * non_embedding_params * tokens + 12.0 * encoder.num_hidden_layers * encoder.hidden_size * length * tokens
+    return (
+        6.0 * non_embedding_params * tokens + 12.0 * encoder.num_hidden_layers * encoder.hidden_size * length * tokens
+    )
 
 
 def measure(batch: int, length: int, device: torch.device, tiny: bool, steps: int) -> dict:
     from models.backbone import Backbone
-    from training.optimization import build_optimizer
     from models.registry import build_model
+    from training.optimization import build_optimizer
 
     encoder = encoder_config(tiny)
     config = demo_config(None, batch_size=batch, max_sen_len=length, fp16=True)
@@ -86,8 +99,13 @@ def measure(batch: int, length: int, device: torch.device, tiny: bool, steps: in
         sync()
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times)
-    return {"batch": batch, "length": length, "step_s": seconds, "samples_per_s": batch / seconds,
-            "achieved_tflops": step_flops(encoder, non_embedding, batch, length) / seconds / 1e12}
+    return {
+        "batch": batch,
+        "length": length,
+        "step_s": seconds,
+        "samples_per_s": batch / seconds,
+        "achieved_tflops": step_flops(encoder, non_embedding, batch, length) / seconds / 1e12,
+    }
 
 
 def peak_tflops_for(name: str) -> float | None:
@@ -96,8 +114,9 @@ def peak_tflops_for(name: str) -> float | None:
     return PEAK_BF16_TFLOPS[key] if key else None
 
 
-def measure_shapes(shapes: list[tuple[int, int]], device: torch.device, tiny: bool, steps: int,
-                   peak: float | None) -> list[dict]:
+def measure_shapes(
+    shapes: list[tuple[int, int]], device: torch.device, tiny: bool, steps: int, peak: float | None
+) -> list[dict]:
     """One row per shape; a shape that runs out of GPU memory is recorded as OOM, and the next one runs."""
     rows = []
     for batch, length in shapes:

@@ -3,6 +3,7 @@ hand-written PyTorch loop. Both see the same model initialisation, batches, prec
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
 from contextlib import nullcontext
@@ -12,10 +13,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from hyperparams.config import Config
-from training.module import ClassifierModule
-from training.optimization import build_optimizer, warmup_then_linear_decay
 from models.registry import build_model
 from training.data import fit_loaders
+from training.module import ClassifierModule
+from training.optimization import build_optimizer, warmup_then_linear_decay
 from training.precision import choose_precision
 
 
@@ -128,7 +129,7 @@ def raw_run(config: Config, backbone, train_split, steps: int, pad_id: int) -> t
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach().item())
     starts.append(time.perf_counter())
-    return [b - a for a, b in zip(starts, starts[1:])], losses
+    return [b - a for a, b in itertools.pairwise(starts)], losses
 
 
 def steady(times: list[float], warmup: int = 2) -> list[float]:

@@ -9,7 +9,7 @@ test AUROC the job printed); the last line counts the classes that passed. Exits
 failed, after running them all.
 
     python benchmarks/model_classes.py [--base demo/opt_ml] [--classes lstm,bert] [--json out.json]
-    # the README's AUROC column: a short training of every class on a small stratified sample
+    # the AUROC column of the model table: a short training of every class on a small stratified sample
     python demo/prepare_clothing.py --out /tmp/auroc_demo --train-rows 1500 --eval-rows 500
     python benchmarks/model_classes.py --base /tmp/auroc_demo --train --set max_sen_len=128
 """

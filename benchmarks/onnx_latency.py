@@ -21,7 +21,6 @@ import onnxruntime as ort
 import torch
 from common import arguments, demo_config, demo_frames, median_seconds, prepare, report
 
-
 COMPARED_OPSET = 20
 
 
@@ -52,8 +51,9 @@ def _transformer_fused(path: Path, num_heads: int, hidden: int) -> Path:
 
 
 def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:
-    from export.onnx_export import ProbabilityGraph, export_onnx, pad_chunks
     from loops import fresh_model
+
+    from export.onnx_export import ProbabilityGraph, export_onnx, pad_chunks
     from processing.dataset import BatchCollator
 
     config = demo_config(model)
@@ -73,10 +73,10 @@ def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:
             feeds = {name: batch[name].numpy() for name in graph.names}
             args = [batch[name] for name in graph.names]
             with torch.inference_mode():
-                eager = median_seconds(lambda: graph(*args), repeats)
+                eager = median_seconds(lambda args=args: graph(*args), repeats)
             figures[f"pytorch_eager_ms_batch{size}"] = 1000 * eager
             for name, session in runners.items():
-                seconds = median_seconds(lambda s=session: s.run(None, feeds), repeats)
+                seconds = median_seconds(lambda s=session, feeds=feeds: s.run(None, feeds), repeats)
                 figures[f"{name}_ms_batch{size}"] = 1000 * seconds
                 figures[f"{name}_over_eager_batch{size}"] = seconds / eager
     return figures
@@ -85,7 +85,10 @@ def run(model: str | None = None, repeats: int = 20, rows: int = 64) -> dict:
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], repeats=20, rows=64).parse_args()
     figures = run(args.model, args.repeats, args.rows)
-    best = {size: min(figures[f"{name}_over_eager_batch{size}"] for name in ("ort_default", "ort_tuned")) for size in (1, 32)}
+    best = {
+        size: min(figures[f"{name}_over_eager_batch{size}"] for name in ("ort_default", "ort_tuned"))
+        for size in (1, 32)
+    }
     older = f"ort_opset{COMPARED_OPSET}_over_eager_batch"
     report(
         figures,

@@ -80,7 +80,11 @@ def run(model: str | None = None, steps: int = 5, repeats: int = 1, rows: int = 
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], steps=5, rows=1000, batch_size=16, repeats=1).parse_args()
     figures = run(args.model, args.steps, args.repeats, args.rows, args.batch_size)
-    report(figures, f"padding: dynamic / fixed-512 training samples per second = {figures['speedup']:.2f}x (target >= 3x)", args.json)
+    report(
+        figures,
+        f"padding: dynamic / fixed-512 training samples per second = {figures['speedup']:.2f}x (target >= 3x)",
+        args.json,
+    )
 
 
 if __name__ == "__main__":

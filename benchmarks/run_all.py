@@ -9,7 +9,9 @@ Commit both files together: RESULTS.md is what people read, results.json what th
 starts from.
 
 The GPU plan (benchmarks/gpu_mfu.py) is written into RESULTS.md, not run: there is no GPU here.
-benchmarks/dry_run.py is not part of the suite: it times the README's dry-run figure.
+benchmarks/dry_run.py is not part of the suite: it times the dry run for RESULTS.md.
+Everything in RESULTS.md from the ``HAND_WRITTEN`` line on (figures measured by hand, with their
+dates) is kept as it is when the file is written again.
 
     python benchmarks/run_all.py [--only padding,onnx_latency]
 """
@@ -32,7 +34,11 @@ HERE = Path(__file__).resolve().parent
 
 # name -> (script, what it shows, target)
 BENCHMARKS = {
-    "text_chain": ("text_chain.py", "Text chain throughput vs the bare tokenizer and a per-row script", ">= 0.7 and >= 3x"),
+    "text_chain": (
+        "text_chain.py",
+        "Text chain throughput vs the bare tokenizer and a per-row script",
+        ">= 0.7 and >= 3x",
+    ),
     "training_overhead": ("training_overhead.py", "Lightning training step vs a minimal PyTorch loop", ">= 0.95"),
     "padding": ("padding.py", "Dynamic per-batch padding vs padding to 512", ">= 3x"),
     "data_loading": ("data_loading.py", "Time waiting for data vs step time", "<= 5%"),
@@ -47,11 +53,26 @@ VERSIONS = ("torch", "lightning", "transformers", "tokenizers", "onnxruntime", "
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory, 1), "python": platform.python_version(),
-            "os": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
 
 
 def run_one(name: str, script: str, folder: Path) -> dict:
@@ -134,6 +155,15 @@ at batch 64 / length 512 on an H100 points at input or launch overhead worth pro
 `torch.compile`, fused AdamW)."""
 
 
+HAND_WRITTEN = "<!-- Measured by hand: benchmarks/run_all.py keeps everything from this line on. -->"
+
+
+def kept_hand_written(previous: str) -> str:
+    """The hand-written part of an earlier RESULTS.md ("" when it has none)."""
+    _, marker, rest = previous.partition(HAND_WRITTEN)
+    return f"\n{marker}{rest}" if marker else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
@@ -158,7 +188,8 @@ def main() -> None:
         "machine": machine(),
         "versions": {pkg: metadata.version(pkg) for pkg in VERSIONS},
     }
-    args.out.write_text(results_markdown(results, info))
+    previous = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(results_markdown(results, info) + kept_hand_written(previous))
     raw.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out} and {raw.name}")
 

@@ -51,7 +51,12 @@ from processing.cache import TextCache  # noqa: E402
 from processing.text.pipeline import build_text_pipeline  # noqa: E402
 
 ALL_STEPS = [
-    "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
+    "dialogue_splitter",
+    "html_normalizer",
+    "emoji_remover",
+    "text_normalizer",
+    "dialogue_chunker",
+    "tokenizer",
 ]
 TARGET_TOKENIZER_RATIO = 0.7
 TARGET_PER_ROW_RATIO = 3.0
@@ -163,8 +168,18 @@ def measure(
 
 def peak_memory(rows: int, tokenizer_path: str, max_sen_len: int, max_total_chunks: int) -> dict:
     """Peak resident memory of encoding ``rows`` dialogues, measured in a fresh process."""
-    command = [sys.executable, __file__, "--memory-child", str(rows), "--tokenizer", tokenizer_path,
-               "--max-sen-len", str(max_sen_len), "--max-total-chunks", str(max_total_chunks)]
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        str(rows),
+        "--tokenizer",
+        tokenizer_path,
+        "--max-sen-len",
+        str(max_sen_len),
+        "--max-total-chunks",
+        str(max_total_chunks),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -193,6 +208,10 @@ def _memory_child(rows: int, tokenizer_path: str, max_sen_len: int, max_total_ch
     }
 
 
+def _rate_line(name: str, rows_per_s: float, cpu_ms_per_row: float) -> str:
+    return f"  {name:44s} {rows_per_s:8.0f} rows/s {cpu_ms_per_row:6.2f} CPU ms/row"
+
+
 def report(figures: dict) -> str:
     rate, cpu = figures["rows_per_s"], figures["cpu_ms_per_row"]
     lines = [
@@ -200,11 +219,10 @@ def report(figures: dict) -> str:
         f"max_total_chunks={figures['max_total_chunks']}), median of {figures['repeats']}, "
         f"load average {figures['load_average']:.1f}",
         f"  {figures['tokens_per_row']:.0f} stored tokens and {figures['chunks_per_row']:.2f} chunks per row",
-        f"  {'tokenizer_call (Rust backend, one batch)':44s} {rate['tokenizer_call']:8.0f} rows/s {cpu['tokenizer_call']:6.2f} CPU ms/row",
-        f"  {'hf_tokenizer_call (tokenizer(texts))':44s} {rate['hf_tokenizer_call']:8.0f} rows/s {cpu['hf_tokenizer_call']:6.2f} CPU ms/row",
-        f"  {'full_chain (six steps, TextPipeline.encode)':44s} {rate['full_chain']:8.0f} rows/s {cpu['full_chain']:6.2f} CPU ms/row",
-        f"  {'per_row (six steps row by row, %d rows)' % figures['per_row_rows']:44s} {rate['per_row']:8.0f} rows/s "
-        f"{cpu['per_row']:6.2f} CPU ms/row",
+        _rate_line("tokenizer_call (Rust backend, one batch)", rate["tokenizer_call"], cpu["tokenizer_call"]),
+        _rate_line("hf_tokenizer_call (tokenizer(texts))", rate["hf_tokenizer_call"], cpu["hf_tokenizer_call"]),
+        _rate_line("full_chain (six steps, TextPipeline.encode)", rate["full_chain"], cpu["full_chain"]),
+        _rate_line(f"per_row (six steps row by row, {figures['per_row_rows']} rows)", rate["per_row"], cpu["per_row"]),
         f"storage: {figures['storage_ratio']:.2f}x raw int32 tokens in memory, "
         f"{figures['cache_file_ratio']:.2f}x as cache file (target <= {TARGET_STORAGE_RATIO})",
     ]
@@ -240,8 +258,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_child:
         print(json.dumps(_memory_child(args.memory_child, args.tokenizer, args.max_sen_len, args.max_total_chunks)))
         return
-    figures = measure(args.rows, args.repeats, args.per_row_rows, args.max_sen_len, args.max_total_chunks,
-                      args.memory_rows, args.tokenizer)
+    figures = measure(
+        args.rows,
+        args.repeats,
+        args.per_row_rows,
+        args.max_sen_len,
+        args.max_total_chunks,
+        args.memory_rows,
+        args.tokenizer,
+    )
     text = report(figures)
     if args.json:
         args.json.write_text(json.dumps({"figures": figures, "headline": text.splitlines()[-1]}, indent=2))

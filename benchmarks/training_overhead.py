@@ -26,8 +26,10 @@ def run(model: str | None = None, steps: int = 14, repeats: int = 3, rows: int =
     raw_run(config, backbone, splits["train"], steps, pad)
     ours, raw = [], []
     for rep in range(repeats):
-        sides = [("ours", lambda: lightning_run(config, backbone, splits["train"], steps, pad).iteration_times()),
-                 ("raw", lambda: raw_run(config, backbone, splits["train"], steps, pad)[0])]
+        sides = [
+            ("ours", lambda: lightning_run(config, backbone, splits["train"], steps, pad).iteration_times()),
+            ("raw", lambda: raw_run(config, backbone, splits["train"], steps, pad)[0]),
+        ]
         for name, side in sides if rep % 2 == 0 else sides[::-1]:
             (ours if name == "ours" else raw).extend(steady(side()))
     ours_rate = batch_size / statistics.median(ours)
@@ -45,7 +47,11 @@ def run(model: str | None = None, steps: int = 14, repeats: int = 3, rows: int =
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], steps=14, rows=2000, batch_size=16).parse_args()
     figures = run(args.model, args.steps, args.repeats, args.rows, args.batch_size)
-    report(figures, f"training loop overhead: lightning / raw samples per second = {figures['ratio']:.3f} (target >= 0.95)", args.json)
+    report(
+        figures,
+        f"training loop overhead: lightning / raw samples per second = {figures['ratio']:.3f} (target >= 0.95)",
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 
 SplitScores = Mapping[str, tuple[np.ndarray, np.ndarray]]  # split -> (y_true class indices, probs [N, K])
 

@@ -28,7 +28,7 @@ from torch.utils.tensorboard import SummaryWriter
 from evaluation.metrics import best_f1_threshold, compute_metrics
 from evaluation.plots import calibration_figure, confusion_figure, pr_figure, roc_figure, save_figure
 from hyperparams.config import Config
-from inference.outputs import DEFAULT_THRESHOLD, prediction_frame, predicted_classes
+from inference.outputs import DEFAULT_THRESHOLD, predicted_classes, prediction_frame
 from processing.files import write_table
 
 log = logging.getLogger(__name__)

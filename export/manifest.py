@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ _CHECKPOINT_NAME = re.compile(r"epoch=(\d+)-step=(\d+)")
 class RunRecord:
     """Facts about one job, collected as it runs."""
 
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     pipeline_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     _clock: float = field(default_factory=time.perf_counter, repr=False)
 
@@ -77,7 +77,7 @@ class RunRecord:
     ) -> Path:
         """Write ``model_dir/manifest.json``; call it after every other model file is written."""
         config_json = config.model_dump(mode="json")
-        ended = datetime.now(timezone.utc)
+        ended = datetime.now(UTC)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "inputs": {split: {**file_entry(path), "rows": len(frames[split])} for split, path in files.items()},

@@ -29,8 +29,8 @@ PARITY_TOLERANCE = 1e-4
 OUTPUT_NAME = "probabilities"
 # Opset 23 has a standard ``Attention`` op: a BERT's scaled dot-product attention exports as one
 # node that onnxruntime runs with its own kernel. On the 2-core benchmark machine that makes the
-# demo model about a fifth faster at batch 32 than opset 20's MatMul/Softmax/Where chain
-# (benchmarks/onnx_latency.py). Serving needs an onnxruntime that implements opset 23.
+# demo model faster at batch 32 than opset 20's MatMul/Softmax/Where chain (figures in benchmarks/RESULTS.md,
+# onnx_latency). Serving needs an onnxruntime that implements opset 23.
 ONNX_OPSET = 23
 
 

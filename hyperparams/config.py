@@ -46,11 +46,15 @@ class Config(BaseModel):
 
     # --- data -----------------------------------------------------------------------------------
     id_name: ColumnName = Field(description="Column holding each row's identifier; copied into the prediction files.")
-    text_name: ColumnName | None = Field(None, description="Text column (bimodal). Exclusive with primary/secondary_text_name.")
+    text_name: ColumnName | None = Field(
+        None, description="Text column (bimodal). Exclusive with primary/secondary_text_name."
+    )
     primary_text_name: ColumnName | None = Field(None, description="First text column (trimodal), e.g. a chat.")
     secondary_text_name: ColumnName | None = Field(None, description="Second text column (trimodal), e.g. event logs.")
     label_name: ColumnName = Field(description="Label column.")
-    full_field_list: list[ColumnName] = Field(description="Every column the job uses; each field named elsewhere must be listed here.")
+    full_field_list: list[ColumnName] = Field(
+        description="Every column the job uses; each field named elsewhere must be listed here."
+    )
     cat_field_list: list[ColumnName] = Field(
         default_factory=list, description="Categorical feature columns, risk-table encoded and fed to the model."
     )
@@ -59,15 +63,19 @@ class Config(BaseModel):
     )
     categorical_features_to_encode: list[ColumnName] | None = Field(
         None,
-        description="Subset of cat_field_list to risk-table encode; the rest must already be numeric. Default: all of cat_field_list.",
+        description="Subset of cat_field_list to risk-table encode; the rest must already be numeric. "
+        "Default: all of cat_field_list.",
     )
-    train_filename: str | None = Field(None, description="File in the train channel; default: the first .csv/.tsv/.parquet in sorted order.")
+    train_filename: str | None = Field(
+        None, description="File in the train channel; default: the first .csv/.tsv/.parquet in sorted order."
+    )
     val_filename: str | None = Field(None, description="File in the val channel; default as for train.")
     test_filename: str | None = Field(None, description="File in the test channel; default as for train.")
 
     # --- model ----------------------------------------------------------------------------------
     model_class: ModelClass = Field(
-        "multimodal_bert", description="Architecture; bert and lstm are text-only, the others fuse text with tabular features."
+        "multimodal_bert",
+        description="Architecture; bert and lstm are text-only, the others fuse text with tabular features.",
     )
     tokenizer: str = Field(
         "bert-base-uncased",
@@ -80,23 +88,37 @@ class Config(BaseModel):
         None, description="Class labels in class-index order; required when is_binary is false."
     )
     hidden_common_dim: PositiveInt = Field(100, description="Width of the tabular encoder, fusion layers and LSTM.")
-    input_tab_dim: int | None = Field(None, description="Tabular input width; derived from the field lists, an error if given and different.")
-    num_experts: int = Field(4, ge=2, description="Expert networks in multimodal_moe (its router chooses between at least 2).")
-    gradient_checkpointing: bool = Field(False, description="Recompute BERT activations in the backward pass to save memory.")
+    input_tab_dim: int | None = Field(
+        None, description="Tabular input width; derived from the field lists, an error if given and different."
+    )
+    num_experts: int = Field(
+        4, ge=2, description="Expert networks in multimodal_moe (its router chooses between at least 2)."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute BERT activations in the backward pass to save memory."
+    )
 
     # --- text -----------------------------------------------------------------------------------
     max_sen_len: int = Field(512, ge=4, description="Tokens per chunk, special tokens included.")
     chunk_trancate: bool = Field(
-        True, description="True: chunks beyond max_total_chunks are dropped (counted in the log). False: every chunk is kept."
+        True,
+        description="True: chunks beyond max_total_chunks are dropped (counted in the log). "
+        "False: every chunk is kept.",
     )
     max_total_chunks: PositiveInt = Field(5, description="Chunks kept per sample when chunk_trancate is true.")
-    fixed_tokenizer_length: bool = Field(False, description="Pad every chunk to max_sen_len instead of to the longest chunk in the batch.")
-    text_input_ids_key: str = Field("input_ids", min_length=1, description="Batch and ONNX input name of the token ids.")
-    text_attention_mask_key: str = Field("attention_mask", min_length=1, description="Batch and ONNX input name of the attention mask.")
+    fixed_tokenizer_length: bool = Field(
+        False, description="Pad every chunk to max_sen_len instead of to the longest chunk in the batch."
+    )
+    text_input_ids_key: str = Field(
+        "input_ids", min_length=1, description="Batch and ONNX input name of the token ids."
+    )
+    text_attention_mask_key: str = Field(
+        "attention_mask", min_length=1, description="Batch and ONNX input name of the attention mask."
+    )
     text_processing_steps: list[TextStepName] | None = Field(
         None,
-        description="Text steps for text_name, in order: dialogue_splitter first if used, dialogue_chunker right before "
-        "tokenizer, tokenizer last. Default: all six.",
+        description="Text steps for text_name, in order: dialogue_splitter first if used, "
+        "dialogue_chunker right before tokenizer, tokenizer last. Default: all six.",
     )
     primary_text_processing_steps: list[TextStepName] | None = Field(
         None, description="Text steps for primary_text_name, ordered as text_processing_steps. Default: all six."
@@ -108,32 +130,58 @@ class Config(BaseModel):
     )
 
     # --- preprocessing artifacts ----------------------------------------------------------------
-    smooth_factor: float = Field(0.0, ge=0.0, le=1.0, description="Risk-table smoothing: pseudo-counts of the global rate, as a share of the rows.")
-    count_threshold: int = Field(0, ge=0, description="Categories seen fewer times than this in train get the default risk.")
+    smooth_factor: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Risk-table smoothing: pseudo-counts of the global rate, as a share of the rows.",
+    )
+    count_threshold: int = Field(
+        0, ge=0, description="Categories seen fewer times than this in train get the default risk."
+    )
     imputation_dict: dict[str, float] | None = Field(
         None, description="Fixed imputation values, one per numeric field, instead of train means."
     )
     risk_tables: dict[str, RiskTable] | None = Field(
         None,
-        description="Fixed risk tables, one per risk-encoded field as in risk_table_map.json, instead of fitting them on train.",
+        description="Fixed risk tables, one per risk-encoded field as in risk_table_map.json, "
+        "instead of fitting them on train.",
     )
 
     # --- training -------------------------------------------------------------------------------
     batch_size: PositiveInt = Field(32, description="Training batch size per device.")
     max_epochs: PositiveInt = Field(10, description="Upper bound on epochs (early stopping may end sooner).")
-    lr: float = Field(2e-5, gt=0, description="Peak learning rate (of the pretrained transformer, when head_lr is set).")
+    lr: float = Field(
+        2e-5, gt=0, description="Peak learning rate (of the pretrained transformer, when head_lr is set)."
+    )
     head_lr: float | None = Field(
-        None, gt=0,
-        description="Peak learning rate of everything not loaded pretrained (tabular encoder, fusion, head, CNN/LSTM encoders); default: lr.",
+        None,
+        gt=0,
+        description="Peak learning rate of everything not loaded pretrained (tabular encoder, fusion, head, "
+        "CNN/LSTM encoders); default: lr.",
     )
     optimizer: Literal["SGD", "Adam", "AdamW"] = Field("AdamW", description="SGD (with momentum), Adam or AdamW.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-    weight_decay: float = Field(0.0, ge=0, description="Weight decay (decoupled in AdamW, L2 in SGD and Adam); never applied to biases, LayerNorm or embedding weights.")
+    weight_decay: float = Field(
+        0.0,
+        ge=0,
+        description="Weight decay (decoupled in AdamW, L2 in SGD and Adam); never applied to biases, "
+        "LayerNorm or embedding weights.",
+    )
     adam_epsilon: float = Field(1e-8, gt=0, description="Adam/AdamW epsilon.")
-    class_weights: list[Annotated[float, Field(gt=0)]] | None = Field(None, description="Cross-entropy weight per class.")
-    dropout_keep: float = Field(0.5, gt=0, le=1, description="Probability of keeping a unit in dropout layers (1 disables dropout).")
+    class_weights: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="Cross-entropy weight per class."
+    )
+    dropout_keep: float = Field(
+        0.5, gt=0, le=1, description="Probability of keeping a unit in dropout layers (1 disables dropout)."
+    )
     gradient_clip_val: float = Field(1.0, ge=0, description="Gradient norm clip; 0 disables.")
-    lr_decay: float = Field(0.05, ge=0, lt=1, description="Per-epoch exponential decay when run_scheduler is false: lr * (1 - lr_decay) ** epoch.")
+    lr_decay: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="Per-epoch exponential decay when run_scheduler is false: lr * (1 - lr_decay) ** epoch.",
+    )
     accumulate_grad_batches: PositiveInt = Field(1, description="Batches per optimizer step.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for weights, shuffling and dropout.")
 
@@ -141,13 +189,17 @@ class Config(BaseModel):
     kernel_size: list[PositiveInt] = Field(
         default_factory=lambda: [3, 5, 7], min_length=1, description="multimodal_cnn kernel widths, one branch each."
     )
-    num_layers: PositiveInt = Field(2, description="Convolution layers per branch (multimodal_cnn) or LSTM layers (lstm).")
+    num_layers: PositiveInt = Field(
+        2, description="Convolution layers per branch (multimodal_cnn) or LSTM layers (lstm)."
+    )
     num_channels: list[PositiveInt] = Field(
         default_factory=lambda: [100, 100], min_length=1, description="multimodal_cnn channels per layer."
     )
 
     # --- BERT -----------------------------------------------------------------------------------
-    is_embeddings_trainable: bool = Field(True, description="Fine-tune the word embeddings (of BERT, or those CNN and LSTM start from).")
+    is_embeddings_trainable: bool = Field(
+        True, description="Fine-tune the word embeddings (of BERT, or those CNN and LSTM start from)."
+    )
     reinit_pooler: bool = Field(True, description="Re-initialise the BERT pooler before training.")
     reinit_layers: int = Field(2, ge=0, description="Re-initialise this many top BERT layers before training.")
     warmup_steps: int = Field(300, ge=0, description="Linear warm-up optimizer steps (run_scheduler).")
@@ -160,7 +212,9 @@ class Config(BaseModel):
         "drives early stopping and the best checkpoint.",
     )
     early_stop_patience: PositiveInt = Field(3, description="Validation checks without improvement before stopping.")
-    val_check_interval: float = Field(0.25, gt=0, description="Validate every this fraction of an epoch (<= 1) or every this many batches (> 1).")
+    val_check_interval: float = Field(
+        0.25, gt=0, description="Validate every this fraction of an epoch (<= 1) or every this many batches (> 1)."
+    )
     metric_choices: list[MetricName] = Field(
         default_factory=lambda: list(METRIC_NAMES), min_length=1, description="Metrics to compute and report."
     )
@@ -168,14 +222,18 @@ class Config(BaseModel):
     fp16: bool = Field(False, description="Mixed precision: bf16 where supported (GPU or CPU), else fp16 on GPU.")
 
     # --- runtime --------------------------------------------------------------------------------
-    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = Field("auto", description="Device type; auto picks GPUs when present.")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = Field(
+        "auto", description="Device type; auto picks GPUs when present."
+    )
     devices: int | Literal["auto"] = Field(
         "auto",
         description="Devices per node; auto uses SM_NUM_GPUS when SageMaker sets it, else every visible GPU "
         "(or one CPU process).",
     )
     num_nodes: int | None = Field(None, ge=1, description="Nodes; default from SM_HOSTS or torchrun, else 1.")
-    strategy: Literal["auto", "ddp", "fsdp"] = Field("auto", description="auto: DDP when more than one device, else single device.")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="auto: DDP when more than one device, else single device."
+    )
 
     # ---------------------------------------------------------------------------------------------
     @model_validator(mode="before")
@@ -313,10 +371,16 @@ def _check_text_fields(c: Config) -> None:
         raise ValueError(f"a trimodal config needs both primary_text_name and secondary_text_name; set {missing}")
     if c.text_name is None and not trimodal:
         raise ValueError("no text column configured; set text_name (or primary_text_name and secondary_text_name)")
-    unused_steps = ["text_processing_steps"] if trimodal else ["primary_text_processing_steps", "secondary_text_processing_steps"]
+    unused_steps = (
+        ["text_processing_steps"] if trimodal else ["primary_text_processing_steps", "secondary_text_processing_steps"]
+    )
     for field in unused_steps:
         if getattr(c, field) is not None:
-            mode, instead = ("trimodal", "primary_/secondary_text_processing_steps") if trimodal else ("bimodal", "text_processing_steps")
+            mode, instead = (
+                ("trimodal", "primary_/secondary_text_processing_steps")
+                if trimodal
+                else ("bimodal", "text_processing_steps")
+            )
             raise ValueError(f"{field} does not apply to a {mode} config; use {instead} instead")
 
 
@@ -369,25 +433,34 @@ def _check_classes(c: Config) -> None:
         raise ValueError(f"multiclass_categories {cats} lists {_names(repeated)} more than once; list each class once")
     if c.is_binary:
         if c.num_classes != 2:
-            raise ValueError(f"is_binary is true but num_classes is {c.num_classes}; set num_classes to 2 or is_binary to false")
+            raise ValueError(
+                f"is_binary is true but num_classes is {c.num_classes}; set num_classes to 2 or is_binary to false"
+            )
         if cats is not None and len(cats) != 2:
-            raise ValueError(f"is_binary is true but multiclass_categories has {len(cats)} values; give exactly two or leave it out")
+            raise ValueError(
+                f"is_binary is true but multiclass_categories has {len(cats)} values; give exactly two or leave it out"
+            )
     else:
         if not cats:
-            raise ValueError("is_binary is false, so multiclass_categories is required: list the class labels in class-index order")
+            raise ValueError(
+                "is_binary is false, so multiclass_categories is required: list the class labels in class-index order"
+            )
         if len(cats) != c.num_classes:
-            raise ValueError(f"num_classes is {c.num_classes} but multiclass_categories has {len(cats)} values; make them agree")
+            raise ValueError(
+                f"num_classes is {c.num_classes} but multiclass_categories has {len(cats)} values; make them agree"
+            )
     if c.class_weights is not None and len(c.class_weights) != c.num_classes:
         raise ValueError(
-            f"class_weights has {len(c.class_weights)} values but num_classes is {c.num_classes}; give one weight per class"
+            f"class_weights has {len(c.class_weights)} values but num_classes is {c.num_classes}; "
+            "give one weight per class"
         )
 
 
 def _check_model_inputs(c: Config) -> None:
     if c.uses_tabular and not (c.tab_field_list or c.cat_field_list):
         raise ValueError(
-            f"model_class {c.model_class} fuses text with tabular features but tab_field_list and cat_field_list are empty; "
-            "add tabular fields or use model_class bert or lstm for text only"
+            f"model_class {c.model_class} fuses text with tabular features but tab_field_list and cat_field_list "
+            "are empty; add tabular fields or use model_class bert or lstm for text only"
         )
     if c.input_tab_dim is not None and c.uses_tabular and c.input_tab_dim != c.tabular_dim:
         raise ValueError(
@@ -395,9 +468,10 @@ def _check_model_inputs(c: Config) -> None:
             f"({', '.join(c.tabular_feature_names)}); "
             "remove input_tab_dim, it is derived from the field lists"
         )
-    if c.model_class == "multimodal_cnn" and len(c.num_channels) != c.num_layers:
+    if MODEL_SPECS[c.model_class].text == "cnn" and len(c.num_channels) != c.num_layers:
         raise ValueError(
-            f"num_channels has {len(c.num_channels)} values but num_layers is {c.num_layers}; give one channel count per layer"
+            f"num_channels has {len(c.num_channels)} values but num_layers is {c.num_layers}; "
+            "give one channel count per layer"
         )
 
 
@@ -406,10 +480,18 @@ def _check_precomputed_encoders(c: Config) -> None:
     if not c.uses_tabular:
         return
     for field, given, expected, role in (
-        ("imputation_dict", c.imputation_dict, c.numeric_fields,
-         "numeric field (tab_field_list, and cat_field_list fields not risk-encoded)"),
-        ("risk_tables", c.risk_tables, c.encoded_categorical_fields,
-         "risk-encoded field (categorical_features_to_encode, default cat_field_list)"),
+        (
+            "imputation_dict",
+            c.imputation_dict,
+            c.numeric_fields,
+            "numeric field (tab_field_list, and cat_field_list fields not risk-encoded)",
+        ),
+        (
+            "risk_tables",
+            c.risk_tables,
+            c.encoded_categorical_fields,
+            "risk-encoded field (categorical_features_to_encode, default cat_field_list)",
+        ),
     ):
         if given is None:
             continue
@@ -426,7 +508,9 @@ def _check_precomputed_encoders(c: Config) -> None:
         for category, rates in [*table["bins"].items(), ("default_bin", table["default_bin"])]:
             given = len(rates) if isinstance(rates, list) else None
             if (width == 1 and given is not None) or (width > 1 and given != width):
-                expected = "one rate (of the positive class)" if width == 1 else f"a list of {width} rates, one per class"
+                expected = (
+                    "one rate (of the positive class)" if width == 1 else f"a list of {width} rates, one per class"
+                )
                 raise ValueError(
                     f"risk table {field!r} gives {rates!r} for {category!r}; a task with {c.num_classes} classes needs "
                     f"{expected}"
@@ -446,7 +530,8 @@ def _check_batch_keys(c: Config) -> None:
     """The text keys name batch entries and ONNX inputs: they must not collide with each other or the rest."""
     if c.text_input_ids_key == c.text_attention_mask_key:
         raise ValueError(
-            f"text_input_ids_key and text_attention_mask_key are both {c.text_input_ids_key!r}; give them different names"
+            f"text_input_ids_key and text_attention_mask_key are both {c.text_input_ids_key!r}; "
+            "give them different names"
         )
     for field in ("text_input_ids_key", "text_attention_mask_key"):
         if getattr(c, field) in RESERVED_BATCH_KEYS:

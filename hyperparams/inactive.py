@@ -11,16 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hyperparams.config import Config
-from hyperparams.model_classes import BERT_MODELS, MODEL_SPECS, TEXT_ONLY_MODELS
+from hyperparams.model_classes import MODEL_SPECS, ModelSpec
 
 Reason = Callable[[Config], str | None]
 
 
-def _only_for_models(*model_classes: str) -> Reason:
+def _only_for_models(uses_it: Callable[[ModelSpec], bool]) -> Reason:
+    """For a setting of a part: idle unless the chosen class has that part (per ``MODEL_SPECS``)."""
+    users = [name for name, spec in MODEL_SPECS.items() if uses_it(spec)]
+
     def reason(c: Config) -> str | None:
-        if c.model_class in model_classes:
+        if c.model_class in users:
             return None
-        return f"only {' and '.join(model_classes)} use it, and model_class is {c.model_class}"
+        return f"only {' and '.join(users)} use it, and model_class is {c.model_class}"
 
     return reason
 
@@ -35,7 +38,7 @@ def _only_for_optimizers(*optimizers: str) -> Reason:
 
 
 def _tabular(c: Config) -> str | None:
-    if c.model_class in TEXT_ONLY_MODELS:
+    if not c.uses_tabular:
         return f"model_class {c.model_class} reads text only, so no tabular feature is prepared"
     return None
 
@@ -80,13 +83,14 @@ def _chunking(c: Config) -> str | None:
     return "no text column has a dialogue_chunker step, so every text is one chunk of at most max_sen_len tokens"
 
 
-BERT_ONLY = _only_for_models(*BERT_MODELS)
+BERT_ONLY = _only_for_models(lambda spec: spec.fine_tunes_transformer)
+CNN_ONLY = _only_for_models(lambda spec: spec.text == "cnn")
 
 REASONS: dict[str, Reason] = {
-    "kernel_size": _only_for_models("multimodal_cnn"),
-    "num_channels": _only_for_models("multimodal_cnn"),
-    "num_layers": _only_for_models("multimodal_cnn", "lstm"),
-    "num_experts": _only_for_models("multimodal_moe"),
+    "kernel_size": CNN_ONLY,
+    "num_channels": CNN_ONLY,
+    "num_layers": _only_for_models(lambda spec: spec.text in ("cnn", "lstm")),
+    "num_experts": _only_for_models(lambda spec: spec.fusion == "mixture_of_experts"),
     "reinit_pooler": BERT_ONLY,
     "reinit_layers": BERT_ONLY,
     "gradient_checkpointing": BERT_ONLY,

@@ -19,10 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts.errors import ConfigError
-
 from contracts.paths import ContractPaths
 from hyperparams.config import Config
-from hyperparams.inactive import inactive_settings
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +28,8 @@ PLATFORM_PREFIX = "sagemaker_"
 
 
 def load_config(paths: ContractPaths) -> Config:
-    """Read the hyperparameter files of the contract and return a validated Config; log a note for
-    each set value that has no effect."""
-    raw = read_hyperparameters([paths.code_hyperparameters, paths.job_hyperparameters])
-    config = validate_config(raw)
-    for note in inactive_settings(config):
-        log.warning(note)
-    return config
+    """Read the hyperparameter files of the contract and return a validated Config."""
+    return validate_config(read_hyperparameters([paths.code_hyperparameters, paths.job_hyperparameters]))
 
 
 def read_hyperparameters(candidates: Iterable[Path]) -> dict[str, Any]:
@@ -138,11 +131,15 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"Hyperparameters file {path} is not UTF-8 text ({exc.reason}); save it as UTF-8 JSON.") from None
+        raise ConfigError(
+            f"Hyperparameters file {path} is not UTF-8 text ({exc.reason}); save it as UTF-8 JSON."
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"Hyperparameters file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
         ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"Hyperparameters file {path} must hold a JSON object of name: value pairs, not {type(data).__name__}.")
+        raise ConfigError(
+            f"Hyperparameters file {path} must hold a JSON object of name: value pairs, not {type(data).__name__}."
+        )
     return data

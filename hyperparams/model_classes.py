@@ -22,6 +22,16 @@ class ModelSpec:
     tabular: TabularEncoderKind | None  # None: the class reads text only
     fusion: FusionKind
 
+    def __post_init__(self) -> None:
+        if self.fusion == "cross_attention" and self.tabular != "feature_tokens":
+            raise ValueError(
+                "cross_attention fusion needs the feature_tokens tabular encoder: its queries are feature tokens"
+            )
+        if self.fusion in ("gate", "mixture_of_experts", "cross_attention") and self.tabular is None:
+            raise ValueError(
+                f"{self.fusion} fusion weighs modalities against each other; a text-only class uses concat"
+            )
+
     @property
     def fine_tunes_transformer(self) -> bool:
         """Whether a pretrained transformer is trained (and ``lr`` applies to it)."""

@@ -14,7 +14,12 @@ TextStepName = Literal[
 ]
 TEXT_STEP_NAMES: tuple[str, ...] = get_args(TextStepName)  # in their natural order
 DEFAULT_TEXT_STEPS: tuple[str, ...] = TEXT_STEP_NAMES
-DEFAULT_SECONDARY_TEXT_STEPS: tuple[str, ...] = ("dialogue_splitter", "text_normalizer", "dialogue_chunker", "tokenizer")
+DEFAULT_SECONDARY_TEXT_STEPS: tuple[str, ...] = (
+    "dialogue_splitter",
+    "text_normalizer",
+    "dialogue_chunker",
+    "tokenizer",
+)
 
 # Batch keys the collate sets besides the text inputs; a text key with one of these names would overwrite it.
 TABULAR_KEY, LABELS_KEY, INDEX_KEY = "tabular", "labels", "index"

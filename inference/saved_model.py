@@ -62,7 +62,9 @@ class SavedModel:
         """Every column the model reads is present, and there is at least one row."""
         missing = [c for c in self.input_columns if c not in frame.columns]
         if missing:
-            raise DataError(f"{source} has no column(s) {missing}, which the model reads; it has {list(frame.columns)}.")
+            raise DataError(
+                f"{source} has no column(s) {missing}, which the model reads; it has {list(frame.columns)}."
+            )
         if frame.empty:
             raise DataError(f"{source} has a header but no rows; there is nothing to score.")
 
@@ -78,9 +80,7 @@ class SavedModel:
         loader = scoring_loader(encoded, self.config, pad_id=self.tokenizer.pad_token_id or 0)
         return self._engine(engine, device).probabilities(loader)
 
-    def predictions(
-        self, frame: pd.DataFrame, probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD
-    ) -> pd.DataFrame:
+    def predictions(self, frame: pd.DataFrame, probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
         """The prediction rows for ``frame`` (with its labels when it has them)."""
         config = self.config
         labels = frame[config.label_name] if config.label_name in frame.columns else None

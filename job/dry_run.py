@@ -130,9 +130,9 @@ def sample_split(config: Config, frame: pd.DataFrame, labels: np.ndarray, rows: 
 def render_report(full: FullData, model, trainer: pl.Trainer, seconds: float) -> str:
     config, labels = full.config, full.labels
     lines = [
-        f"Dry run passed in {seconds:.1f} s: validation of every row, then preprocessing, {DRY_RUN_STEPS} training steps, "
-        "validation, export with the ONNX check and evaluation on a sample, in a scratch folder (deleted). "
-        "Nothing was written to model/, output/data/ or the checkpoint folder.",
+        f"Dry run passed in {seconds:.1f} s: validation of every row, then preprocessing, "
+        f"{DRY_RUN_STEPS} training steps, validation, export with the ONNX check and evaluation on a sample, "
+        "in a scratch folder (deleted). Nothing was written to model/, output/data/ or the checkpoint folder.",
         "Rows: " + ", ".join(f"{split} {len(ids):,}" for split, ids in labels.items()),
     ]
     for split, ids in labels.items():
@@ -142,7 +142,9 @@ def render_report(full: FullData, model, trainer: pl.Trainer, seconds: float) ->
     for role, column in config.text_fields.items():
         lines.append(f"Text {column!r}: " + _text_summary(config, *full.text[role]))
     features = config.tabular_feature_names
-    lines.append(f"Tabular features: {len(features)}" + (f" ({', '.join(features)})" if features else " (text-only model)"))
+    lines.append(
+        f"Tabular features: {len(features)}" + (f" ({', '.join(features)})" if features else " (text-only model)")
+    )
     total = sum(p.numel() for p in model.parameters())
     lines.append(f"Model {config.model_class}: {total:,} parameters, {trainable_parameters(model):,} trainable")
     lines.extend(_time_estimate(config, labels, trainer))
@@ -156,7 +158,9 @@ def _text_summary(config: Config, chunks: RaggedChunks, stats: ChunkStats) -> st
     if config.chunk_trancate:
         kept = f"{stats.truncated_samples * share:.1%} lost text to max_total_chunks={config.max_total_chunks}"
     else:
-        kept = f"{stats.over_limit_samples * share:.1%} kept more than max_total_chunks={config.max_total_chunks} chunks"
+        kept = (
+            f"{stats.over_limit_samples * share:.1%} kept more than max_total_chunks={config.max_total_chunks} chunks"
+        )
     return (
         f"{stats.samples:,} sampled rows, tokens per row {percentiles}; "
         f"{stats.multi_chunk_samples * share:.1%} in more than one chunk of max_sen_len={config.max_sen_len}; {kept}"
@@ -177,8 +181,9 @@ def _time_estimate(config: Config, labels: Mapping[str, np.ndarray], trainer: pl
     return [
         f"Speed here: {step:.2f} s per training step of {config.batch_size} rows; "
         f"validation {1000 * row:.1f} s per 1,000 rows",
-        f"Estimated time per epoch: {steps:,} steps x {step:.2f} s + {validations} validation(s) x {_duration(validation)} "
-        f"= {_duration(epoch)}; max_epochs={config.max_epochs}: at most {_duration(epoch * config.max_epochs)}, "
+        f"Estimated time per epoch: {steps:,} steps x {step:.2f} s + {validations} validation(s) x "
+        f"{_duration(validation)} = {_duration(epoch)}; max_epochs={config.max_epochs}: "
+        f"at most {_duration(epoch * config.max_epochs)}, "
         f"then about {_duration((len(labels['val']) + len(labels['test'])) * row)} to evaluate val and test",
     ]
 
@@ -188,6 +193,6 @@ def _rows(frames: Mapping[str, pd.DataFrame]) -> str:
 
 
 def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

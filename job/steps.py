@@ -29,6 +29,7 @@ from export.model_files import artifacts_bundle, write_model_files
 from export.onnx_export import export_verified_onnx
 from export.staging import staged_directories
 from hyperparams.config import Config
+from hyperparams.inactive import inactive_settings
 from hyperparams.loading import load_config
 from inference.engines import TorchEngine
 from models.backbone import Backbone
@@ -129,6 +130,8 @@ def configure(paths: ContractPaths, switches: RunSwitches, run: RunRecord) -> Se
     config = load_config(paths)
     upstream = apply_upstream_inputs(config, paths.artifacts_input_dir, switches)
     run.record_pipeline_inputs(upstream.files)
+    for note in inactive_settings(upstream.config):
+        log.warning(note)
     plan = plan_processes(upstream.config)
     pl.seed_everything(upstream.config.seed, workers=True, verbose=False)
     return Setup(upstream.config, plan)
@@ -184,8 +187,13 @@ def train(
     train_loader, val_loader = fit_loaders(prepared.splits, config, pad_id=pretrained.pad_id, on_gpu=plan.on_gpu)
     module = training_module(built.model, config, plan)
     trainer = build_trainer(
-        config, plan, len(prepared.splits["train"]), paths.checkpoints_dir, paths.training_log_dir,
-        resume.data_digests, stop,
+        config,
+        plan,
+        len(prepared.splits["train"]),
+        paths.checkpoints_dir,
+        paths.training_log_dir,
+        resume.data_digests,
+        stop,
     )
     fit(trainer, module, train_loader, val_loader, resume.checkpoint)
     return Trained(trained_model(trainer, module, config, pretrained.backbone), trainer)
@@ -210,7 +218,12 @@ def global_rank_zero_outputs(paths: ContractPaths, trained: Trained) -> Iterator
 
 
 def export(
-    staging: Staging, config: Config, pretrained: Pretrained, prepared: PreparedData, built: BuiltModel, trained: Trained
+    staging: Staging,
+    config: Config,
+    pretrained: Pretrained,
+    prepared: PreparedData,
+    built: BuiltModel,
+    trained: Trained,
 ) -> float:
     """``model.pth``, ``model_artifacts.pth``, the encoders, the tokenizer and ``model.onnx`` checked
     against PyTorch; returns the ONNX parity difference."""
@@ -227,7 +240,9 @@ def export(
     write_model_files(staging.model_dir, model, bundle, tokenizer, config)
     val = prepared.splits["val"]
     collate = BatchCollator.of(val, config, pretrained.pad_id)
-    return export_verified_onnx(model, collate, len(val), staging.model_dir / "model.onnx", pretrained.backbone.max_positions)
+    return export_verified_onnx(
+        model, collate, len(val), staging.model_dir / "model.onnx", pretrained.backbone.max_positions
+    )
 
 
 def evaluate(
@@ -240,15 +255,29 @@ def evaluate(
     for split in EVALUATED_SPLITS:
         encoded = prepared.splits[split]
         loader = scoring_loader(encoded, config, pad_id=pretrained.pad_id, on_gpu=device.type == "cuda")
-        results[split] = SplitResult(encoded.labels, engine.probabilities(loader), data.frames[split], data.files[split])
+        results[split] = SplitResult(
+            encoded.labels, engine.probabilities(loader), data.frames[split], data.files[split]
+        )
     return write_evaluation(staging.data_dir, config, results, step=trained.trainer.global_step)
 
 
 def record(
-    staging: Staging, run: RunRecord, config: Config, data: InputData, trained: Trained, onnx_parity: float, metrics: dict
+    staging: Staging,
+    run: RunRecord,
+    config: Config,
+    data: InputData,
+    trained: Trained,
+    onnx_parity: float,
+    metrics: dict,
 ) -> None:
     """``manifest.json``, written last: where the model came from and how it went."""
     run.write_manifest(
-        staging.model_dir, config=config, files=data.files, frames=data.frames, model=trained.model,
-        trainer=trained.trainer, onnx_parity=onnx_parity, metrics=metrics,
+        staging.model_dir,
+        config=config,
+        files=data.files,
+        frames=data.frames,
+        model=trained.model,
+        trainer=trained.trainer,
+        onnx_parity=onnx_parity,
+        metrics=metrics,
     )

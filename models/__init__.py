@@ -1,1 +1,1 @@
-"""Models: text and tabular encoders, fusion strategies, the classifier, the LightningModule, the registry."""
+"""Models: text and tabular encoders, fusion strategies, the classifier, and the registry that builds each class."""

@@ -58,11 +58,16 @@ class Backbone:
 
     def transformer(self) -> PreTrainedModel:
         """A fresh transformer in train mode (``from_pretrained`` returns eval mode)."""
-        if self.weights is not None:
-            model = AutoModel.from_pretrained(self.weights)
-        else:
-            model = AutoModel.from_config(self.hf_config)
-        return model.train()
+        return self.transformer_and_loaded_names()[0]
+
+    def transformer_and_loaded_names(self) -> tuple[PreTrainedModel, set[str]]:
+        """A fresh transformer in train mode, and the names of the parameters whose values came from
+        the checkpoint (none for an architecture to fill later; a checkpoint may lack some, e.g. the pooler)."""
+        if self.weights is None:
+            return AutoModel.from_config(self.hf_config).train(), set()
+        model, info = AutoModel.from_pretrained(self.weights, output_loading_info=True)
+        missing = set(info["missing_keys"])
+        return model.train(), {name for name, _ in model.named_parameters() if name not in missing}
 
     def word_embeddings(self) -> torch.Tensor:
         """The input embedding matrix [vocab, dim], to start CNN and LSTM encoders from."""

@@ -113,7 +113,11 @@ class CrossAttentionFusion(nn.Module):
         batch, features, heads = feature_tokens.shape[0], feature_tokens.shape[1], self.attention.num_heads
         blocked = (~real)[:, None, None, :].expand(batch, heads, features, real.shape[1])
         return self.attention(
-            feature_tokens, keys, keys, attn_mask=blocked.reshape(batch * heads, features, -1), need_weights=need_weights
+            feature_tokens,
+            keys,
+            keys,
+            attn_mask=blocked.reshape(batch * heads, features, -1),
+            need_weights=need_weights,
         )
 
     def forward(self, texts: list[TextEncoding], tabular: torch.Tensor | None) -> torch.Tensor:

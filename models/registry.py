@@ -18,11 +18,12 @@ from hyperparams.config import Config
 from hyperparams.model_classes import MODEL_SPECS, FusionKind, ModelSpec, TabularEncoderKind, TextEncoderKind
 from models.backbone import Backbone
 from models.classifier import Classifier
+from models.embedding_encoders import CnnChunkEncoder, LstmChunkEncoder
 from models.fusion import ConcatFusion, CrossAttentionFusion, GateFusion, MixtureOfExpertsFusion
 from models.tabular_encoder import FeatureTokenizer, TabularEncoder
-from models.embedding_encoders import CnnChunkEncoder, LstmChunkEncoder
 from models.text_encoders import BertChunkEncoder
 from processing.dataset import TextKeys
+
 
 def model_spec(model_class: str) -> ModelSpec:
     try:
@@ -88,13 +89,15 @@ def _text_encoder(
             dropout=dropout,
             embeddings_trainable=config.is_embeddings_trainable,
         )
-    return LstmChunkEncoder(
-        embeddings,
-        hidden=config.hidden_common_dim,
-        num_layers=config.num_layers,
-        dropout=dropout,
-        embeddings_trainable=config.is_embeddings_trainable,
-    )
+    if kind == "lstm":
+        return LstmChunkEncoder(
+            embeddings,
+            hidden=config.hidden_common_dim,
+            num_layers=config.num_layers,
+            dropout=dropout,
+            embeddings_trainable=config.is_embeddings_trainable,
+        )
+    raise ValueError(f"no text encoder of kind {kind!r}; build it here (see docs/models.md)")
 
 
 def _tabular_encoder(kind: TabularEncoderKind | None, config: Config, dropout: float) -> nn.Module | None:
@@ -102,7 +105,9 @@ def _tabular_encoder(kind: TabularEncoderKind | None, config: Config, dropout: f
         return TabularEncoder(config.tabular_dim, config.hidden_common_dim, dropout)
     if kind == "feature_tokens":
         return FeatureTokenizer(config.tabular_dim, config.hidden_common_dim)
-    return None
+    if kind is None:
+        return None
+    raise ValueError(f"no tabular encoder of kind {kind!r}; build it here (see docs/models.md)")
 
 
 def _fusion(
@@ -116,5 +121,7 @@ def _fusion(
         return GateFusion(dims, config.hidden_common_dim)
     if kind == "mixture_of_experts":
         return MixtureOfExpertsFusion(dims, config.hidden_common_dim, config.num_experts, dropout)
-    token_dims = [e.token_dim for e in encoders]
-    return CrossAttentionFusion(text_dims, token_dims, tabular.num_features, config.hidden_common_dim, dropout)
+    if kind == "cross_attention":
+        token_dims = [e.token_dim for e in encoders]
+        return CrossAttentionFusion(text_dims, token_dims, tabular.num_features, config.hidden_common_dim, dropout)
+    raise ValueError(f"no fusion of kind {kind!r}; build it here (see docs/models.md)")

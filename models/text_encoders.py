@@ -72,10 +72,14 @@ class BertChunkEncoder(nn.Module):
         gradient_checkpointing: bool,
     ):
         super().__init__()
-        bert = backbone.transformer()
+        bert, loaded = backbone.transformer_and_loaded_names()
         # The pooler moves here: BertModel would apply it to [CLS] only, and an unused pooler
         # leaves parameters without gradients, which DDP rejects.
-        self.pooler = nn.Sequential(bert.pooler.dense, nn.Tanh()) if getattr(bert, "pooler", None) else _new_pooler(backbone.hidden_size)
+        loaded_pooler = getattr(bert, "pooler", None)
+        self.pooler = (
+            nn.Sequential(loaded_pooler.dense, nn.Tanh()) if loaded_pooler else _new_pooler(backbone.hidden_size)
+        )
+        self.pooler_is_pretrained = not reinit_pooler and {"pooler.dense.weight", "pooler.dense.bias"} <= loaded
         bert.pooler = None
         self.bert = bert
         self.out_dim = backbone.hidden_size
@@ -89,6 +93,11 @@ class BertChunkEncoder(nn.Module):
             bert.embeddings.requires_grad_(False)
         if gradient_checkpointing:
             bert.activation_checkpointing_enable()
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The weights loaded from the checkpoint (they train at ``lr``; everything else at ``head_lr``)."""
+        pooler = list(self.pooler.parameters()) if self.pooler_is_pretrained else []
+        return [*self.bert.parameters(), *pooler]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEncoding:
         return encode_chunks(self._encode, input_ids, attention_mask)

@@ -24,7 +24,9 @@ def find_data_file(directory: Path, configured_name: str | None, split: str) -> 
         path = directory / configured_name
         if not path.is_file():
             present = sorted(p.name for p in directory.iterdir())
-            raise DataError(f"{split}_filename is {configured_name!r} but {directory} holds only {present}; fix the name.")
+            raise DataError(
+                f"{split}_filename is {configured_name!r} but {directory} holds only {present}; fix the name."
+            )
         file_format(path)
         return path
     for path in sorted(directory.iterdir()):
@@ -112,7 +114,7 @@ def _not_utf8(path: Path) -> str:
         line, byte = _first_invalid_utf8(path)
         problem = f"is not UTF-8 text: line {line} holds the byte {byte!r}, which UTF-8 does not allow"
     return (
-        f"{path} {problem}; save it as UTF-8 (Excel: \"CSV UTF-8\"; or convert it, e.g. "
+        f'{path} {problem}; save it as UTF-8 (Excel: "CSV UTF-8"; or convert it, e.g. '
         f"iconv -f cp1252 -t utf-8 {path.name})."
     )
 

@@ -114,7 +114,9 @@ class NumericImputer:
     def from_artifact(cls, values: Mapping[str, Any], fields: Sequence[str]) -> NumericImputer:
         missing = [f for f in fields if f not in values]
         if missing:
-            raise DataError(f"The imputation values have no entry for {missing}; supply one per field in tab_field_list.")
+            raise DataError(
+                f"The imputation values have no entry for {missing}; supply one per field in tab_field_list."
+            )
         imputer = cls(fields)
         imputer.statistics_ = {f: float(values[f]) for f in fields}
         return imputer

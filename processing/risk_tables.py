@@ -99,8 +99,13 @@ class RiskTableEncoder:
         for field in fields:
             table = tables[field]
             if not isinstance(table, Mapping) or "bins" not in table or "default_bin" not in table:
-                raise DataError(f"The risk table for {field!r} must look like {{'bins': {{...}}, 'default_bin': value}}.")
-            encoder.tables_[field] = {"bins": {str(k): v for k, v in table["bins"].items()}, "default_bin": table["default_bin"]}
+                raise DataError(
+                    f"The risk table for {field!r} must look like {{'bins': {{...}}, 'default_bin': value}}."
+                )
+            encoder.tables_[field] = {
+                "bins": {str(k): v for k, v in table["bins"].items()},
+                "default_bin": table["default_bin"],
+            }
         return encoder
 
     def _targets(self, labels: np.ndarray) -> np.ndarray:

@@ -19,14 +19,14 @@ class PlainDataUnpickler(pickle.Unpickler):
     """Unpickles containers, strings and numbers (numpy scalars included); refuses every other class
     or function, which is how a pickle would otherwise run code while loading."""
 
-    ALLOWED = {
+    ALLOWED = frozenset({
         ("builtins", "set"),
         ("builtins", "frozenset"),
         ("collections", "OrderedDict"),
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
-    }
+    })
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:

@@ -20,7 +20,9 @@ from processing.numeric import parse_numeric
 
 log = logging.getLogger(__name__)
 
-COLUMNS_SHOWN = 30  # present columns listed in a message; wide files would push the fix past SageMaker's 1024 characters
+COLUMNS_SHOWN = (
+    30  # present columns listed in a message; wide files would push the fix past SageMaker's 1024 characters
+)
 
 
 def validate_splits(config: Config, frames: Mapping[str, pd.DataFrame], files: Mapping[str, object]) -> None:
@@ -67,7 +69,9 @@ def check_columns(config: Config, frames: Mapping[str, pd.DataFrame], files: Map
         missing = [c for c in roles if c not in frame.columns]
         if missing:
             described = "; ".join(_describe_missing(c, roles[c], present) for c in missing)
-            shown = present[:COLUMNS_SHOWN] + ([f"... {len(present) - COLUMNS_SHOWN} more"] if len(present) > COLUMNS_SHOWN else [])
+            shown = present[:COLUMNS_SHOWN] + (
+                [f"... {len(present) - COLUMNS_SHOWN} more"] if len(present) > COLUMNS_SHOWN else []
+            )
             raise DataError(
                 f"The {split} file {files[split]} lacks {len(missing)} configured column(s): {described}. "
                 f"Its columns are {shown}. Fix the column names in the file or in the hyperparameters."
@@ -97,7 +101,11 @@ def warn_duplicate_ids(ids: pd.Series, id_name: str, split: str) -> None:
         log.warning(
             "The %s file has %d rows whose %s is not unique (e.g. %s); the job goes on, but its prediction files "
             "repeat these ids, so join predictions back by row order rather than by %s",
-            split, len(repeated), id_name, examples, id_name,
+            split,
+            len(repeated),
+            id_name,
+            examples,
+            id_name,
         )
 
 

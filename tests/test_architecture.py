@@ -6,10 +6,10 @@ import ast
 from pathlib import Path
 
 import pytest
-from helpers.data import hyperparameters, write_job
-from helpers.jobs import ROOT
 
 import job.steps
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import ROOT
 
 PACKAGES = ("contracts", "hyperparams", "processing", "models", "training", "export", "evaluation", "inference", "job")
 
@@ -102,8 +102,9 @@ def test_the_circle_check_finds_a_lazy_import_and_a_package_init(tmp_path):
 
 
 def test_layers_import_only_downwards():
-    """contracts -> hyperparams -> processing -> models -> training -> export/evaluation; inference
-    never reaches into training, and no library package imports the job."""
+    """contracts -> hyperparams -> processing -> models -> training -> export -> inference -> evaluation
+    -> job: inference (scoring a saved model) never loads the training machinery, and no library
+    package imports the job."""
     forbidden = {
         "contracts": ("hyperparams", "processing", "models", "training", "export", "evaluation", "inference", "job"),
         "hyperparams": ("processing", "models", "training", "export", "evaluation", "inference", "job"),

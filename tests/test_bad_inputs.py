@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.data import hyperparameters, make_rows, write_job
-from helpers.jobs import assert_failed_cleanly
 
 from contracts.errors import DataError
+from helpers.data import hyperparameters, make_rows, write_job
+from helpers.jobs import assert_failed_cleanly
 from hyperparams.loading import validate_config
 from processing.files import _first_invalid_utf8
 from processing.validation import validate_splits
@@ -41,7 +41,10 @@ CONFIG_CASES = {
     "max_sen_len too small": ({"max_sen_len": 2}, ["'max_sen_len' = 2", "greater than or equal to 4"]),
     "dropout_keep zero": ({"dropout_keep": 0}, ["'dropout_keep' = 0", "greater than 0"]),
     "dropout_keep above one": ({"dropout_keep": 1.5}, ["'dropout_keep' = 1.5", "less than or equal to 1"]),
-    "unknown model_class": ({"model_class": "transformer"}, ["'model_class' = 'transformer'", "'multimodal_bert'", "'lstm'"]),
+    "unknown model_class": (
+        {"model_class": "transformer"},
+        ["'model_class' = 'transformer'", "'multimodal_bert'", "'lstm'"],
+    ),
     "unknown optimizer": ({"optimizer": "RMSprop"}, ["'optimizer' = 'RMSprop'", "'SGD', 'Adam' or 'AdamW'"]),
     "bimodal and trimodal text": (
         {"primary_text_name": "review", "secondary_text_name": "region"},
@@ -52,7 +55,10 @@ CONFIG_CASES = {
         ["needs both primary_text_name and secondary_text_name", "set secondary_text_name"],
     ),
     "no text column": ({"text_name": DELETE}, ["no text column configured", "set text_name"]),
-    "binary with three classes": ({"num_classes": 3}, ["is_binary is true but num_classes is 3", "set num_classes to 2"]),
+    "binary with three classes": (
+        {"num_classes": 3},
+        ["is_binary is true but num_classes is 3", "set num_classes to 2"],
+    ),
     "multiclass without categories": (
         {"is_binary": "false", "num_classes": 3},
         ["is_binary is false, so multiclass_categories is required"],
@@ -65,9 +71,15 @@ CONFIG_CASES = {
         {"is_binary": False, "num_classes": 3, "multiclass_categories": "['a', 'b', 'a']"},
         ["multiclass_categories", "lists 'a' more than once", "list each class once"],
     ),
-    "class_weights length": ({"class_weights": "[1.0, 2.0, 3.0]"}, ["class_weights has 3 values but num_classes is 2", "one weight per class"]),
+    "class_weights length": (
+        {"class_weights": "[1.0, 2.0, 3.0]"},
+        ["class_weights has 3 values but num_classes is 2", "one weight per class"],
+    ),
     "negative class weight": ({"class_weights": [1.0, -2.0]}, ["'class_weights[1]' = -2.0", "greater than 0"]),
-    "unknown early_stop_metric": ({"early_stop_metric": "val/f2"}, ["early_stop_metric 'val/f2' is not computed", "'val/loss'"]),
+    "unknown early_stop_metric": (
+        {"early_stop_metric": "val/f2"},
+        ["early_stop_metric 'val/f2' is not computed", "'val/loss'"],
+    ),
     "early_stop_metric not in metric_choices": (
         {"early_stop_metric": "val/auroc", "metric_choices": ["f1_score"]},
         ["early_stop_metric 'val/auroc' is not computed", "add auroc to metric_choices"],
@@ -108,7 +120,10 @@ CONFIG_CASES = {
         {"tab_field_list": ["score", "review"]},
         ["field 'review' is used as text_name and as tab_field_list"],
     ),
-    "duplicate numeric field": ({"tab_field_list": ["score", "score"]}, ["tab_field_list lists 'score' more than once"]),
+    "duplicate numeric field": (
+        {"tab_field_list": ["score", "score"]},
+        ["tab_field_list lists 'score' more than once"],
+    ),
     "duplicate in full_field_list": (
         {"full_field_list": ["uid", "uid", "review", "score", "count", "region", "label"]},
         ["full_field_list lists 'uid' more than once", "list each field once"],
@@ -117,7 +132,10 @@ CONFIG_CASES = {
         {"categorical_features_to_encode": ["score"]},
         ["categorical_features_to_encode names 'score', which are not in cat_field_list"],
     ),
-    "wrong input_tab_dim": ({"input_tab_dim": 5}, ["input_tab_dim is 5 but the tabular input has 3 columns", "score, count, region__risk"]),
+    "wrong input_tab_dim": (
+        {"input_tab_dim": 5},
+        ["input_tab_dim is 5 but the tabular input has 3 columns", "score, count, region__risk"],
+    ),
     "multimodal model without tabular fields": (
         {"tab_field_list": [], "cat_field_list": []},
         ["model_class multimodal_bert fuses text with tabular features", "use model_class bert or lstm"],
@@ -138,7 +156,10 @@ CONFIG_CASES = {
         {"model_class": "multimodal_cnn", "num_layers": 3, "num_channels": [64, 64]},
         ["num_channels has 2 values but num_layers is 3", "one channel count per layer"],
     ),
-    "moe with one expert": ({"model_class": "multimodal_moe", "num_experts": 1}, ["'num_experts' = 1", "greater than or equal to 2"]),
+    "moe with one expert": (
+        {"model_class": "multimodal_moe", "num_experts": 1},
+        ["'num_experts' = 1", "greater than or equal to 2"],
+    ),
     "fractional batch count": ({"val_check_interval": 2.5}, ["'val_check_interval' = 2.5", "whole number of batches"]),
     "smooth_factor above one": ({"smooth_factor": 2}, ["'smooth_factor' = 2", "less than or equal to 1"]),
     "momentum of one": ({"momentum": 1.0, "optimizer": "SGD"}, ["'momentum' = 1.0", "less than 1"]),
@@ -149,26 +170,43 @@ CONFIG_CASES = {
         {"text_input_ids_key": "ids", "text_attention_mask_key": "ids"},
         ["text_input_ids_key and text_attention_mask_key are both 'ids'", "different names"],
     ),
-    "text batch key taken": ({"text_attention_mask_key": "labels"}, ["text_attention_mask_key is 'labels'", "choose another name"]),
+    "text batch key taken": (
+        {"text_attention_mask_key": "labels"},
+        ["text_attention_mask_key is 'labels'", "choose another name"],
+    ),
     "imputation values incomplete": (
         {"imputation_dict": {"score": 3.0}},
         ["imputation_dict has no entry for 'count'", "remove imputation_dict to fit it on train"],
     ),
     "risk table for an unknown field": (
-        {"risk_tables": {"region": {"bins": {"north": 0.5}, "default_bin": 0.4}, "city": {"bins": {}, "default_bin": 0.1}}},
+        {
+            "risk_tables": {
+                "region": {"bins": {"north": 0.5}, "default_bin": 0.4},
+                "city": {"bins": {}, "default_bin": 0.1},
+            }
+        },
         ["risk_tables has entries for 'city'", "remove them"],
     ),
-    "risk table without default": ({"risk_tables": {"region": {"bins": {"north": 0.5}}}}, ["'risk_tables.region.default_bin' is missing"]),
+    "risk table without default": (
+        {"risk_tables": {"region": {"bins": {"north": 0.5}}}},
+        ["'risk_tables.region.default_bin' is missing"],
+    ),
     "risk table with two rates for a binary task": (
         {"risk_tables": {"region": {"bins": {"north": [0.4, 0.6]}, "default_bin": 0.5}}},
-        ["risk table 'region' gives [0.4, 0.6] for 'north'", "a task with 2 classes needs one rate (of the positive class)"],
+        [
+            "risk table 'region' gives [0.4, 0.6] for 'north'",
+            "a task with 2 classes needs one rate (of the positive class)",
+        ],
     ),
     "negative seed": ({"seed": -1}, ["'seed' = -1", "greater than or equal to 0"]),
     "zero devices": ({"devices": 0}, ["'devices' = 0", "positive number of devices"]),
     "unknown strategy": ({"strategy": "deepspeed"}, ["'strategy' = 'deepspeed'", "'auto', 'ddp' or 'fsdp'"]),
     "unknown accelerator": ({"accelerator": "tpu"}, ["'accelerator' = 'tpu'", "'cpu'"]),
     "empty column name": ({"id_name": ""}, ["'id_name' = ''", "at least 1 character"]),
-    "empty kernel_size": ({"model_class": "multimodal_cnn", "kernel_size": []}, ["'kernel_size' = []", "at least 1 item"]),
+    "empty kernel_size": (
+        {"model_class": "multimodal_cnn", "kernel_size": []},
+        ["'kernel_size' = []", "at least 1 item"],
+    ),
 }
 
 
@@ -192,7 +230,11 @@ def test_bad_configuration_stops_before_anything_is_loaded(tmp_path, run_main, c
 
 @pytest.mark.parametrize("kind", ["configurations", "data files"])
 def test_there_are_at_least_thirty_distinct_cases_of_each_kind(kind):
-    cases = [f for _, f in CONFIG_CASES.values()] if kind == "configurations" else [c.fragments for c in DATA_CASES.values()]
+    cases = (
+        [f for _, f in CONFIG_CASES.values()]
+        if kind == "configurations"
+        else [c.fragments for c in DATA_CASES.values()]
+    )
     messages = [tuple(fragments) for fragments in cases]
     assert len(set(messages)) == len(messages) >= 30
 
@@ -218,7 +260,9 @@ def test_unreadable_hyperparameter_file(tmp_path, run_main, content, fragments):
 
 
 def test_no_hyperparameter_file(tmp_path, run_main):
-    assert_rejected(tmp_path, run_main(tmp_path), ["No hyperparameters file found", "code/hyperparams/hyperparameters.json"])
+    assert_rejected(
+        tmp_path, run_main(tmp_path), ["No hyperparameters file found", "code/hyperparams/hyperparameters.json"]
+    )
 
 
 @pytest.mark.parametrize("variable", ["USE_PRECOMPUTED_IMPUTATION", "USE_PRECOMPUTED_RISK_TABLES", "DRY_RUN"])
@@ -229,12 +273,16 @@ def test_environment_flag_spelling(tmp_path, tiny_bert, run_main, variable):
 
 def test_max_sen_len_beyond_the_tokenizer_stops_before_data(tmp_path, tiny_bert, run_main):
     write_config_only(tmp_path, {"max_sen_len": 128}, tokenizer=tiny_bert)
-    assert_rejected(tmp_path, run_main(tmp_path), ["max_sen_len is 128", "at most 64 tokens", "set max_sen_len to 64 or less"])
+    assert_rejected(
+        tmp_path, run_main(tmp_path), ["max_sen_len is 128", "at most 64 tokens", "set max_sen_len to 64 or less"]
+    )
 
 
 def test_tokenizer_that_cannot_load(tmp_path, run_main):
     write_config_only(tmp_path, {}, tokenizer=tmp_path / "no-such-tokenizer")
-    assert_rejected(tmp_path, run_main(tmp_path), ["no-such-tokenizer", "could not be loaded", "set tokenizer to a local folder"])
+    assert_rejected(
+        tmp_path, run_main(tmp_path), ["no-such-tokenizer", "could not be loaded", "set tokenizer to a local folder"]
+    )
 
 
 # --- data files -------------------------------------------------------------------------------
@@ -371,7 +419,8 @@ DATA_CASES = {
         frames=_rename("review", "Review"),
     ),
     "column name with a trailing space": DataCase(
-        ["The train file", "'score' (tab_field_list, did you mean 'score '?)"], frames=_rename("score", "score ", "train"),
+        ["The train file", "'score' (tab_field_list, did you mean 'score '?)"],
+        frames=_rename("score", "score ", "train"),
     ),
     "test split without labels": DataCase(["The test file", "'label' (label_name)"], frames=_drop("test", "label")),
     "column listed only in full_field_list": DataCase(
@@ -379,11 +428,13 @@ DATA_CASES = {
         hparams={"full_field_list": ["uid", "review", "score", "count", "region", "label", "notes"]},
     ),
     "tabular column of a text-only model": DataCase(
-        ["The val file", "'count' (tab_field_list)", "Its columns are"], frames=_drop("val", "count"),
+        ["The val file", "'count' (tab_field_list)", "Its columns are"],
+        frames=_drop("val", "count"),
         hparams={"model_class": "bert"},
     ),
     "duplicate column name": DataCase(
-        ["train.csv has more than one column named 'score'", "rename or remove the extra column"], frames=_duplicate_column,
+        ["train.csv has more than one column named 'score'", "rename or remove the extra column"],
+        frames=_duplicate_column,
     ),
     "split with no rows": DataCase(["The val file", "has a header but no rows"], frames=_no_rows("val")),
     # --- labels
@@ -396,7 +447,9 @@ DATA_CASES = {
         frames=_set("train", "label", {1: np.nan, 2: np.nan}),
     ),
     "blank labels in parquet": DataCase(
-        ["The val file has label values", "blank (2 rows)"], frames=_set("val", "label", {0: "", 5: ""}), hparams=MULTICLASS,
+        ["The val file has label values", "blank (2 rows)"],
+        frames=_set("val", "label", {0: "", 5: ""}),
+        hparams=MULTICLASS,
         fmt="parquet",
     ),
     "binary labels 1 and 2": DataCase(
@@ -404,37 +457,52 @@ DATA_CASES = {
         frames=_binary_labels(1, 2),
     ),
     "binary labels as words": DataCase(
-        ["expected one of [0, 1]", "if this file's labels ['no', 'yes'] are the classes"], frames=_binary_labels("no", "yes"),
+        ["expected one of [0, 1]", "if this file's labels ['no', 'yes'] are the classes"],
+        frames=_binary_labels("no", "yes"),
     ),
     "unknown multiclass label": DataCase(
         ["The val file has label values", "'urgent' (1 rows)", "set multiclass_categories/num_classes to match"],
-        frames=_set("val", "label", {2: "urgent"}), hparams=MULTICLASS,
+        frames=_set("val", "label", {2: "urgent"}),
+        hparams=MULTICLASS,
     ),
     "one class in train": DataCase(
-        ["has only one class (1)", "add rows of another class"], frames=_fill("label", 1, "train"),
+        ["has only one class (1)", "add rows of another class"],
+        frames=_fill("label", 1, "train"),
     ),
     # --- values
     "text in a numeric column": DataCase(
-        ["Column 'count' in the test file must be numeric (it is in tab_field_list)", "'twelve' at row(s) 15", "clean them"],
+        [
+            "Column 'count' in the test file must be numeric (it is in tab_field_list)",
+            "'twelve' at row(s) 15",
+            "clean them",
+        ],
         frames=_set("test", "count", {14: "twelve"}),
     ),
     "text in a column of upstream codes": DataCase(
-        ["Column 'region' in the train file", "not in categorical_features_to_encode", "'north'",
-         "add it to categorical_features_to_encode"],
+        [
+            "Column 'region' in the train file",
+            "not in categorical_features_to_encode",
+            "'north'",
+            "add it to categorical_features_to_encode",
+        ],
         hparams={"categorical_features_to_encode": []},
     ),
     "infinity in a csv": DataCase(
-        ["Column 'score' in the train file has 2 infinite value(s) (inf, -inf) at row(s) 4, 9",
-         "replace them with finite numbers"],
+        [
+            "Column 'score' in the train file has 2 infinite value(s) (inf, -inf) at row(s) 4, 9",
+            "replace them with finite numbers",
+        ],
         frames=_set("train", "score", {3: "inf", 8: "-inf"}),
     ),
     "infinity in a parquet float column": DataCase(
         ["Column 'count' in the val file has 1 infinite value(s) (-inf) at row(s) 2"],
-        frames=_set("val", "count", {1: -np.inf}), fmt="parquet",
+        frames=_set("val", "count", {1: -np.inf}),
+        fmt="parquet",
     ),
     "lists in a numeric parquet column": DataCase(
         ["Column 'score' in the val file must hold one number per row", "holds lists or structs", "flatten it"],
-        frames=_list_column, fmt="parquet",
+        frames=_list_column,
+        fmt="parquet",
     ),
     "numeric column without values": DataCase(
         ["Numeric column(s) ['count'] have no values in the train file"],
@@ -468,19 +536,26 @@ DATA_CASES = {
     ),
     "configured file of another format": DataCase(
         ["train.xlsx is not a .csv, .tsv or .parquet file", "convert it"],
-        files=lambda d: (d / "train" / "train.xlsx").write_bytes(b"PK\x03\x04"), hparams={"train_filename": "train.xlsx"},
+        files=lambda d: (d / "train" / "train.xlsx").write_bytes(b"PK\x03\x04"),
+        hparams={"train_filename": "train.xlsx"},
     ),
     "malformed csv": DataCase(
         ["train.csv could not be read as CSV", "Write it again", "an unclosed quote"],
         files=lambda d: (d / "train" / "train.csv").write_bytes(b'uid,review\n"unterminated'),
     ),
     "corrupt parquet": DataCase(
-        ["val.parquet could not be read as PARQUET", "not Parquet at all"], fmt="parquet",
+        ["val.parquet could not be read as PARQUET", "not Parquet at all"],
+        fmt="parquet",
         files=lambda d: (d / "val" / "val.parquet").write_bytes(b"PAR1 not really parquet"),
     ),
     "tsv written with commas": DataCase(
-        ["train.tsv reads as a single column 'uid,review,score", "separated by commas", "save it with tabs or rename it to .csv"],
-        fmt="tsv", files=_resave("train", suffix="tsv", sep=","),
+        [
+            "train.tsv reads as a single column 'uid,review,score",
+            "separated by commas",
+            "save it with tabs or rename it to .csv",
+        ],
+        fmt="tsv",
+        files=_resave("train", suffix="tsv", sep=","),
     ),
     "csv written with semicolons": DataCase(
         ["test.csv reads as a single column 'uid;review", "separated by semicolons", "save it with commas."],
@@ -488,35 +563,48 @@ DATA_CASES = {
     ),
     "latin-1 csv": DataCase(
         ["train.csv is not UTF-8 text: line 6 holds the byte b'\\xe9'", "save it as UTF-8"],
-        frames=_set("train", "review", {4: "café très belle"}), files=_resave("train", encoding="latin-1"),
+        frames=_set("train", "review", {4: "café très belle"}),
+        files=_resave("train", encoding="latin-1"),
     ),
-    "utf-16 csv": DataCase(["val.csv is UTF-16 text, not UTF-8", "save it as UTF-8"], files=_resave("val", encoding="utf-16")),
+    "utf-16 csv": DataCase(
+        ["val.csv is UTF-16 text, not UTF-8", "save it as UTF-8"], files=_resave("val", encoding="utf-16")
+    ),
     # --- upstream artifacts in model_artifacts_input
     "imputation artifact not json": DataCase(
-        ["impute_dict.json is not valid UTF-8 JSON", "rewrite it or remove it"], env=PRECOMPUTED,
+        ["impute_dict.json is not valid UTF-8 JSON", "rewrite it or remove it"],
+        env=PRECOMPUTED,
         files=_artifacts(**{"impute_dict.json": "{'score': 3.0}", "risk_table_map.json": TABLES}),
     ),
     "imputation value not finite": DataCase(
-        ["impute_dict.json: the value for 'count' is nan; it must be a finite number"], env=PRECOMPUTED,
+        ["impute_dict.json: the value for 'count' is nan; it must be a finite number"],
+        env=PRECOMPUTED,
         files=_artifacts(**{"impute_dict.json": '{"score": 3.0, "count": NaN}', "risk_table_map.json": TABLES}),
     ),
     "risk table without bins": DataCase(
-        ["The risk table for 'region'", "has no 'bins'", "must look like"], env=PRECOMPUTED,
+        ["The risk table for 'region'", "has no 'bins'", "must look like"],
+        env=PRECOMPUTED,
         files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": '{"region": {"default_bin": 0.6}}'}),
     ),
     "risk table without default_bin": DataCase(
-        ["The risk table for 'region'", "has no 'default_bin'"], env=PRECOMPUTED,
+        ["The risk table for 'region'", "has no 'default_bin'"],
+        env=PRECOMPUTED,
         files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": '{"region": {"bins": {"north": 0.9}}}'}),
     ),
     "column encoded with another risk table": DataCase(
-        ["Column 'region' holds fractional numbers that are neither categories nor rates", "(e.g. [0.33"], env=PRECOMPUTED,
+        ["Column 'region' holds fractional numbers that are neither categories nor rates", "(e.g. [0.33"],
+        env=PRECOMPUTED,
         frames=_fill("region", 0.33),
         files=_artifacts(**{"impute_dict.json": IMPUTE, "risk_table_map.json": TABLES}),
     ),
     "upstream risk table of one rate for a multiclass task": DataCase(
-        ["After applying the upstream artifacts in", "risk table 'region' gives 0.9 for 'north'",
-         "a task with 3 classes needs a list of 3 rates, one per class"],
-        hparams=MULTICLASS, env={"USE_PRECOMPUTED_RISK_TABLES": "true"}, files=_artifacts(**{"risk_table_map.json": TABLES}),
+        [
+            "After applying the upstream artifacts in",
+            "risk table 'region' gives 0.9 for 'north'",
+            "a task with 3 classes needs a list of 3 rates, one per class",
+        ],
+        hparams=MULTICLASS,
+        env={"USE_PRECOMPUTED_RISK_TABLES": "true"},
+        files=_artifacts(**{"risk_table_map.json": TABLES}),
     ),
     "feature selection of unknown columns only": DataCase(
         ["selected_features.json selects none of the tabular fields", "select at least one of them"],
@@ -560,14 +648,16 @@ def test_some_empty_text_is_fine_and_whitespace_counts_as_empty():
     frames["train"].loc[: len(frames["train"]) - 2, "review"] = np.nan
     _validate(frames)  # one row of text left: fine
     frames["train"]["review"] = frames["train"]["review"].fillna(" \n ").astype(str).str.replace(r"\S", " ", regex=True)
-    with pytest.raises(DataError, match="Text column 'review' \\(text_name\\) is empty in all 40 rows of the train file"):
+    with pytest.raises(
+        DataError, match="Text column 'review' \\(text_name\\) is empty in all 40 rows of the train file"
+    ):
         _validate(frames)
 
 
 @pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 20])
 def test_the_first_byte_that_is_not_utf8_is_found_across_read_blocks(tmp_path, block):
     path = tmp_path / "split.csv"
-    path.write_bytes("a,b\n".encode() + "é,😀\n".encode() * 3 + b"x,\xe9t\xc3\n")
+    path.write_bytes(b"a,b\n" + "é,😀\n".encode() * 3 + b"x,\xe9t\xc3\n")
     assert _first_invalid_utf8(path, block) == (5, b"\xe9")
-    path.write_bytes("a\nb\n".encode() + "é".encode()[:1])  # cut inside the last character
+    path.write_bytes(b"a\nb\n" + "é".encode()[:1])  # cut inside the last character
     assert _first_invalid_utf8(path, block) == (3, b"\xc3")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers.data import build_tiny_bert
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -80,8 +81,13 @@ def test_scaling_repeats_the_smaller_sizes_and_takes_medians(monkeypatch):
     def fake_run(rows, model_dir):
         calls.append(rows)
         seconds = rows / 10 * next(factors)
-        return {"preprocess_s": 0.0, "epoch_s": seconds, "total_s": seconds, "peak_rss_mb": 900.0 + len(calls),
-                "peak_increase_mb": float(len(calls))}
+        return {
+            "preprocess_s": 0.0,
+            "epoch_s": seconds,
+            "total_s": seconds,
+            "peak_rss_mb": 900.0 + len(calls),
+            "peak_increase_mb": float(len(calls)),
+        }
 
     monkeypatch.setattr(scaling, "small_bert", lambda folder, tokenizer_path: folder)
     monkeypatch.setattr(scaling, "in_fresh_process", fake_run)
@@ -105,17 +111,34 @@ def test_bf16_speed(bert_512):
 def test_gpu_plan_runs_tiny_on_cpu():
     import subprocess
 
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_mfu.py"), "--device", "cpu", "--tiny"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_mfu.py"), "--device", "cpu", "--tiny"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "samples/s" in result.stdout
 
 
-@pytest.mark.parametrize("name, peak", [
-    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0), ("NVIDIA H200", 989.0),
-    ("NVIDIA H200 NVL", 835.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0), ("NVIDIA L40", 181.0),
-    ("NVIDIA L4", 121.0), ("NVIDIA A10G", 70.0), ("NVIDIA B200", 2250.0), ("NVIDIA A10", None), ("Tesla T4", None),
-])
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.0),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H100 NVL", 835.0),
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA H200 NVL", 835.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA L40S", 362.0),
+        ("NVIDIA L40", 181.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA A10G", 70.0),
+        ("NVIDIA B200", 2250.0),
+        ("NVIDIA A10", None),
+        ("Tesla T4", None),
+    ],
+)
 def test_gpu_plan_takes_the_peak_of_the_longest_matching_name(name, peak):
     import gpu_mfu
 
@@ -129,8 +152,13 @@ def test_gpu_plan_records_a_shape_out_of_memory_and_runs_the_next(monkeypatch, c
     def measure(batch, length, device, tiny, steps):
         if (batch, length) == (64, 512):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
-        return {"batch": batch, "length": length, "step_s": 1.0, "samples_per_s": float(batch),
-                "achieved_tflops": 100.0 * batch / 32}
+        return {
+            "batch": batch,
+            "length": length,
+            "step_s": 1.0,
+            "samples_per_s": float(batch),
+            "achieved_tflops": 100.0 * batch / 32,
+        }
 
     monkeypatch.setattr(gpu_mfu, "measure", measure)
     rows = gpu_mfu.measure_shapes([(32, 512), (64, 512), (64, 128)], torch.device("cpu"), False, 1, peak=1000.0)
@@ -144,8 +172,10 @@ def test_run_all_writes_results(tmp_path, monkeypatch):
     import run_all
 
     fake = {"figures": {"ratio": 1.0}, "headline": "x: ratio = 1.00", "seconds": 1.0, "load_average": 0.5}
-    markdown = run_all.results_markdown({"training_overhead": fake}, {
-        "date": "2026-01-01", "machine": run_all.machine(), "versions": {"torch": "2.13.0"}})
+    markdown = run_all.results_markdown(
+        {"training_overhead": fake},
+        {"date": "2026-01-01", "machine": run_all.machine(), "versions": {"torch": "2.13.0"}},
+    )
     assert "| training_overhead | x: ratio = 1.00 | >= 0.95 | 1 s (0.5) |" in markdown
     assert "GPU plan" in markdown
 
@@ -153,16 +183,26 @@ def test_run_all_writes_results(tmp_path, monkeypatch):
 def test_run_all_only_reruns_the_named_benchmarks_and_keeps_the_rest(tmp_path, monkeypatch):
     import run_all
 
-    earlier = {name: {"figures": {"ratio": 0.5}, "headline": f"{name}: earlier", "seconds": 2.0} for name in run_all.BENCHMARKS}
+    earlier = {
+        name: {"figures": {"ratio": 0.5}, "headline": f"{name}: earlier", "seconds": 2.0} for name in run_all.BENCHMARKS
+    }
     (tmp_path / "results.json").write_text(json.dumps(earlier))
+    hand_written = f"{run_all.HAND_WRITTEN}\n## Figures measured by hand\n\nmake demo took 7 min.\n"
+    (tmp_path / "RESULTS.md").write_text("# old generated part\n\n" + hand_written)
     rerun = []
-    monkeypatch.setattr(run_all, "run_one", lambda name, script, folder: rerun.append(name) or {
-        "figures": {"ratio": 1.0}, "headline": f"{name}: again", "seconds": 1.0})
+    monkeypatch.setattr(
+        run_all,
+        "run_one",
+        lambda name, script, folder: (
+            rerun.append(name) or {"figures": {"ratio": 1.0}, "headline": f"{name}: again", "seconds": 1.0}
+        ),
+    )
     monkeypatch.setattr(sys, "argv", ["run_all.py", "--only", "padding", "--out", str(tmp_path / "RESULTS.md")])
     run_all.main()
     markdown = (tmp_path / "RESULTS.md").read_text()
     assert rerun == ["padding"]
     assert "| padding | padding: again |" in markdown and "| text_chain | text_chain: earlier |" in markdown
+    assert markdown.endswith(hand_written) and "# old generated part" not in markdown
     assert json.loads((tmp_path / "results.json").read_text())["padding"]["headline"] == "padding: again"
 
     monkeypatch.setattr(sys, "argv", ["run_all.py", "--only", "padidng", "--out", str(tmp_path / "RESULTS.md")])

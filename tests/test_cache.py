@@ -6,11 +6,11 @@ import logging
 import shutil
 
 import processing.cache
+from helpers.data import hyperparameters, write_job
 from hyperparams.loading import validate_config
 from processing.cache import PROCESSING, TextCache, chain_sources, source_fingerprint
 from processing.files import read_table
 from processing.preparation import encode_texts
-from helpers.data import hyperparameters, write_job
 
 
 def _encode(base, config, tokenizer, cache):

@@ -11,16 +11,18 @@ import pandas as pd
 import pytest
 
 from contracts.errors import ConfigError
+from helpers.data import MINIMAL_FIELDS
 from hyperparams.config import Config
-from hyperparams.loading import validate_config
 from hyperparams.inactive import inactive_settings
+from hyperparams.loading import validate_config
 from hyperparams.reference import END, START, markdown_table, replace_table, table_in, type_name
 from processing.tabular import TabularEncoders
-from helpers.data import MINIMAL_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "hyperparams" / "examples"
-REFERENCE_EXAMPLES = Path(__file__).resolve().parent / "reference_examples"  # the project's reference examples, as given
+REFERENCE_EXAMPLES = (
+    Path(__file__).resolve().parent / "reference_examples"
+)  # the project's reference examples, as given
 
 BASE = MINIMAL_FIELDS
 
@@ -57,7 +59,9 @@ def test_column_names_that_look_like_numbers_stay_text():
 
 
 def test_the_resolved_config_a_job_saves_validates_to_the_same_config():
-    config = validate_config({**BASE, "risk_tables": {"c": {"bins": {"k": 0.5}, "default_bin": 0.4}}, "imputation_dict": {"a": 1}})
+    config = validate_config(
+        {**BASE, "risk_tables": {"c": {"bins": {"k": 0.5}, "default_bin": 0.4}}, "imputation_dict": {"a": 1}}
+    )
     assert validate_config(json.loads(json.dumps(config.model_dump(mode="json")))) == config
 
 
@@ -67,25 +71,41 @@ def test_the_resolved_config_a_job_saves_validates_to_the_same_config():
 @pytest.mark.parametrize(
     "changes,note",
     [
-        ({"model_class": "bert", "kernel_size": [3]}, "kernel_size = [3] has no effect: only multimodal_cnn use it, and model_class is bert"),
+        (
+            {"model_class": "bert", "kernel_size": [3]},
+            "kernel_size = [3] has no effect: only multimodal_cnn use it, and model_class is bert",
+        ),
         ({"num_layers": 3}, "num_layers = 3 has no effect: only multimodal_cnn and lstm use it"),
         ({"num_experts": 8}, "num_experts = 8 has no effect: only multimodal_moe use it"),
-        ({"model_class": "multimodal_cnn", "reinit_layers": 1}, "reinit_layers = 1 has no effect: only multimodal_bert and"),
+        (
+            {"model_class": "multimodal_cnn", "reinit_layers": 1},
+            "reinit_layers = 1 has no effect: only multimodal_bert and",
+        ),
         ({"momentum": 0.8}, "momentum = 0.8 has no effect: only SGD use it, and optimizer is AdamW"),
         ({"optimizer": "SGD", "adam_epsilon": 1e-6}, "adam_epsilon = 1e-06 has no effect: only Adam and AdamW use it"),
         ({"lr_decay": 0.1}, "lr_decay = 0.1 has no effect: run_scheduler is true"),
         ({"run_scheduler": False, "warmup_steps": 10}, "warmup_steps = 10 has no effect: run_scheduler is false"),
         ({"model_class": "lstm"}, "tab_field_list = ['a'] has no effect: model_class lstm reads text only"),
-        ({"model_class": "bert", "input_tab_dim": 4}, "input_tab_dim = 4 has no effect: model_class bert reads text only"),
+        (
+            {"model_class": "bert", "input_tab_dim": 4},
+            "input_tab_dim = 4 has no effect: model_class bert reads text only",
+        ),
         (
             {"smooth_factor": 0.1, "risk_tables": {"c": {"bins": {"k": 0.5}, "default_bin": 0.4}}},
             "smooth_factor = 0.1 has no effect: risk_tables are given",
         ),
-        ({"count_threshold": 5, "categorical_features_to_encode": []}, "count_threshold = 5 has no effect: no categorical field is risk-encoded"),
-        ({"max_total_chunks": 3, "text_processing_steps": ["text_normalizer", "tokenizer"]}, "max_total_chunks = 3 has no effect: no text column has a dialogue_chunker"),
+        (
+            {"count_threshold": 5, "categorical_features_to_encode": []},
+            "count_threshold = 5 has no effect: no categorical field is risk-encoded",
+        ),
+        (
+            {"max_total_chunks": 3, "text_processing_steps": ["text_normalizer", "tokenizer"]},
+            "max_total_chunks = 3 has no effect: no text column has a dialogue_chunker",
+        ),
         (
             {"model_class": "lstm", "lr": 1e-4, "head_lr": 3e-3},
-            "lr = 0.0001 has no effect: model_class lstm has no pretrained transformer, so every parameter trains at head_lr",
+            "lr = 0.0001 has no effect: model_class lstm has no pretrained transformer, "
+            "so every parameter trains at head_lr",
         ),
         (
             {"model_class": "multimodal_cnn", "lr": 1e-4, "head_lr": 3e-3},
@@ -123,8 +143,10 @@ def test_settings_that_act_are_not_noted(changes):
     [
         ({}, ["a", "c__risk"]),
         ({"is_binary": False, "num_classes": 2, "multiclass_categories": ["n", "p"]}, ["a", "c__risk"]),
-        ({"is_binary": False, "num_classes": 3, "multiclass_categories": ["x", "y", "z"]},
-         ["a", "c__risk_x", "c__risk_y", "c__risk_z"]),
+        (
+            {"is_binary": False, "num_classes": 3, "multiclass_categories": ["x", "y", "z"]},
+            ["a", "c__risk_x", "c__risk_y", "c__risk_z"],
+        ),
     ],
     ids=["binary", "two named classes", "three classes"],
 )
@@ -184,7 +206,10 @@ def test_table_has_every_field_once_with_type_default_and_meaning():
     names = [row.split("|")[1].strip().strip("`") for row in rows]
     assert names == list(Config.model_fields)
     lr = next(row for row in rows if row.startswith("| `lr` "))
-    assert lr == "| `lr` | float > 0 | `2e-05` | Peak learning rate (of the pretrained transformer, when head_lr is set). |"
+    assert (
+        lr
+        == "| `lr` | float > 0 | `2e-05` | Peak learning rate (of the pretrained transformer, when head_lr is set). |"
+    )
     optimizer = next(row for row in rows if row.startswith("| `optimizer` "))
     assert "One of: `SGD`, `Adam`, `AdamW`." in optimizer
     assert "| `id_name` | str non-empty | required |" in markdown_table()
@@ -197,8 +222,13 @@ def test_table_follows_the_field_descriptions(monkeypatch):
 
 @pytest.mark.parametrize(
     "field,expected",
-    [("kernel_size", "list[int > 0] non-empty"), ("devices", 'int or "auto"'), ("risk_tables", "dict[str, {bins, default_bin}]"),
-     ("multiclass_categories", "list[int or str]"), ("dropout_keep", "float > 0, <= 1")],
+    [
+        ("kernel_size", "list[int > 0] non-empty"),
+        ("devices", 'int or "auto"'),
+        ("risk_tables", "dict[str, {bins, default_bin}]"),
+        ("multiclass_categories", "list[int or str]"),
+        ("dropout_keep", "float > 0, <= 1"),
+    ],
 )
 def test_type_names(field, expected):
     info = Config.model_fields[field]

@@ -4,8 +4,6 @@ laid out without a Docker engine)."""
 
 from __future__ import annotations
 
-import pytest
-
 import contextlib
 import os
 import re
@@ -15,9 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from docker.utils.build import PatternMatcher
-from helpers.image import DOCKERFILE, ROOT, dockerignore_patterns, job_environment, lay_out_image, parse_dockerfile
+
 from helpers.data import hyperparameters, write_job
+from helpers.image import DOCKERFILE, ROOT, dockerignore_patterns, job_environment, lay_out_image, parse_dockerfile
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 

@@ -8,11 +8,9 @@ from pathlib import Path
 import pytest
 
 from contracts.environment import env_flag
-
 from contracts.errors import ConfigError, DataError
-
-from contracts.paths import resolve_paths
 from contracts.failure import REASON_LIMIT, write_failure
+from contracts.paths import resolve_paths
 
 
 def test_defaults_to_opt_ml():
@@ -45,7 +43,11 @@ def test_sagemaker_variables_override_single_locations(tmp_path):
         "SM_OUTPUT_DATA_DIR": "/elsewhere/out",
     }
     paths = resolve_paths(env)
-    assert [paths.channels[s] for s in ("train", "val", "test")] == [Path("/data/tr"), Path("/data/va"), Path("/data/te")]
+    assert [paths.channels[s] for s in ("train", "val", "test")] == [
+        Path("/data/tr"),
+        Path("/data/va"),
+        Path("/data/te"),
+    ]
     assert paths.model_dir == Path("/elsewhere/model")
     assert paths.output_data_dir == Path("/elsewhere/out")
     assert paths.failure_file == tmp_path / "output" / "failure"
@@ -72,8 +74,19 @@ def test_checkpoint_config_names_the_local_checkpoint_folder(tmp_path):
     assert resolve_paths({"SAGEMAKER_BASE_DIR": str(tmp_path)}).checkpoints_dir == Path("/spot/ckpt")
 
 
-@pytest.mark.parametrize("value,expected", [("true", True), ("TRUE", True), ("1", True), ("yes", True),
-                                             ("false", False), ("False", False), ("0", False), ("", False)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("", False),
+    ],
+)
 def test_env_flag_spellings(value, expected):
     assert env_flag("X", {"X": value}) is expected
 

@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers.jobs import run_script
-from helpers.data import hyperparameters, write_job
-from helpers.jobs import MODEL_FILES
 
 from contracts.errors import ConfigError
 from export.staging import WORK_PREFIX
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import MODEL_FILES, run_script
 from hyperparams.loading import validate_config
 from processing.dataset import EncodedSplit
 from training import distributed, sampling
@@ -45,8 +44,11 @@ def test_sagemaker_hosts_give_node_rank_master_and_port(tiny_bert):
     plan = plan_processes(config(tiny_bert), TWO_HOSTS)
     assert (plan.num_nodes, plan.node_rank, plan.world_size, plan.strategy) == (2, 1, 2, "ddp")
     assert plan.rendezvous == {
-        "MASTER_ADDR": "algo-1", "MASTER_PORT": "29500", "NODE_RANK": "1",
-        "NCCL_SOCKET_IFNAME": "eth0", "GLOO_SOCKET_IFNAME": "eth0",
+        "MASTER_ADDR": "algo-1",
+        "MASTER_PORT": "29500",
+        "NODE_RANK": "1",
+        "NCCL_SOCKET_IFNAME": "eth0",
+        "GLOO_SOCKET_IFNAME": "eth0",
     }
     environ = {"MASTER_PORT": "7777"}
     plan.export(environ)
@@ -68,7 +70,11 @@ def test_torchrun_variables_win(tiny_bert):
 @pytest.mark.parametrize(
     ("overrides", "environ", "message"),
     [
-        ({}, {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-9"}, "SM_CURRENT_HOST='algo-9' is not one of SM_HOSTS"),
+        (
+            {},
+            {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-9"},
+            "SM_CURRENT_HOST='algo-9' is not one of SM_HOSTS",
+        ),
         ({}, {"SM_HOSTS": "algo-1,algo-2", "SM_CURRENT_HOST": "algo-1"}, "SM_HOSTS='algo-1,algo-2' is not a JSON list"),
         ({"num_nodes": 3}, TWO_HOSTS, "num_nodes=3 but the hosts in SM_HOSTS gives 2"),
         ({"devices": 4}, TORCHRUN, "devices=4 but torchrun's --nproc_per_node gives 2"),
@@ -111,7 +117,9 @@ def test_gpus_used_by_default_sagemakers_count_and_explicit_devices(four_gpus, t
         ({}, "two", r"SM_NUM_GPUS='two' is not a number of GPUs"),
     ],
 )
-def test_sagemakers_gpu_count_that_cannot_be_met_is_a_config_error(four_gpus, tiny_bert, overrides, sm_num_gpus, message):
+def test_sagemakers_gpu_count_that_cannot_be_met_is_a_config_error(
+    four_gpus, tiny_bert, overrides, sm_num_gpus, message
+):
     with pytest.raises(ConfigError, match=message):
         plan_processes(validate_config(hyperparameters(tiny_bert, **overrides)), {"SM_NUM_GPUS": sm_num_gpus})
 
@@ -290,8 +298,8 @@ def test_local_rank_before_any_process_group(monkeypatch):
 
 
 def test_evaluation_batches_cover_every_row_once_and_group_similar_lengths(tiny_bert):
-    from processing.text.ragged import RaggedChunks
     from processing.loaders import scoring_loader
+    from processing.text.ragged import RaggedChunks
 
     lengths = np.array([9, 3, 7, 3, 9, 5, 4, 8])  # one chunk per row, of these lengths
     offsets = np.concatenate([[0], np.cumsum(lengths)])

@@ -18,13 +18,11 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from helpers.data import NEUTRAL, hyperparameters, make_rows, write_job
-from helpers.jobs import assert_failed_cleanly
 
 import pytorch_training
-from contracts.paths import resolve_paths
 from export.staging import WORK_PREFIX
+from helpers.data import NEUTRAL, hyperparameters, make_rows, write_job
+from helpers.jobs import assert_failed_cleanly
 from hyperparams.loading import validate_config
 from job.dry_run import _time_estimate, sample_split
 from training.timing import StepTimer
@@ -48,7 +46,9 @@ def run_dry(base, scratch_root, extra_env=None):
 
 
 def snapshot(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} if folder.exists() else None
+    return (
+        {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} if folder.exists() else None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,9 @@ def dry_run(tmp_path_factory, tiny_bert):
     before = {name: snapshot(base / name) for name in ("checkpoints", "model", "output")}
     scratch_root = tmp_path_factory.mktemp("tmp")
     status, printed = run_dry(base, scratch_root)
-    return SimpleNamespace(base=base, frames=frames, status=status, printed=printed, before=before, scratch_root=scratch_root)
+    return SimpleNamespace(
+        base=base, frames=frames, status=status, printed=printed, before=before, scratch_root=scratch_root
+    )
 
 
 def report(dry_run) -> str:
@@ -126,14 +128,23 @@ def test_reports_token_lengths_and_chunking(dry_run):
 def test_reports_features_parameters_and_an_epoch_estimate(dry_run):
     text = report(dry_run)
     assert "Tabular features: 3 (score, count, region__risk)" in text
-    total, trainable = map(lambda s: int(s.replace(",", "")), re.search(r"Model multimodal_bert: ([\d,]+) parameters, ([\d,]+) trainable", text).groups())
+    total, trainable = (
+        int(s.replace(",", ""))
+        for s in re.search(r"Model multimodal_bert: ([\d,]+) parameters, ([\d,]+) trainable", text).groups()
+    )
     assert 10_000 < trainable <= total < 1_000_000
     assert re.search(r"Speed here: [\d.]+ s per training step of 16 rows; validation [\d.]+ s per 1,000 rows", text)
-    assert re.search(r"Estimated time per epoch: 10 steps x [\d.]+ s \+ 1 validation\(s\) x \d+m\d\ds = \d+m\d\ds; max_epochs=4", text)
+    assert re.search(
+        r"Estimated time per epoch: 10 steps x [\d.]+ s \+ 1 validation\(s\) x \d+m\d\ds = \d+m\d\ds; max_epochs=4",
+        text,
+    )
 
 
 def test_notes_an_idle_setting_once(dry_run):
-    assert dry_run.printed.count("Hyperparameter momentum = 0.8 has no effect: only SGD use it, and optimizer is AdamW") == 1
+    assert (
+        dry_run.printed.count("Hyperparameter momentum = 0.8 has no effect: only SGD use it, and optimizer is AdamW")
+        == 1
+    )
 
 
 def test_fails_like_a_real_run_on_a_bad_row_anywhere_in_the_data(tmp_path, tiny_bert):

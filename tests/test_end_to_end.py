@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import torch
-from helpers.data import hyperparameters, write_job
-from helpers.jobs import MODEL_FILES, run_script
 
 from export.staging import WORK_PREFIX
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import MODEL_FILES, run_script
 
 METRIC_LINE = re.compile(r"^(val|test)/(\w+)=(-?\d+\.\d+)$", re.MULTILINE)
 
@@ -70,16 +70,17 @@ def test_prediction_file_has_ids_labels_and_probabilities(script_job):
 
 
 def test_onnx_model_matches_pytorch_rebuilt_from_artifacts(script_job):
+    from transformers import AutoTokenizer
+
     from hyperparams.config import Config
     from models.backbone import Backbone
     from models.registry import build_model
     from processing.dataset import BatchCollator, EncodedSplit, TextKeys
     from processing.files import read_table
-    from processing.tabular import TabularEncoders
     from processing.numeric import NumericImputer
     from processing.risk_tables import RiskTableEncoder
+    from processing.tabular import TabularEncoders
     from processing.text.pipeline import build_text_pipeline
-    from transformers import AutoTokenizer
 
     base, _ = script_job
     model_dir = base / "model"

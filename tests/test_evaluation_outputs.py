@@ -19,18 +19,18 @@ from sklearn.preprocessing import label_binarize
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from evaluation.plots import confusion_figure, pr_figure, roc_figure
-from inference.outputs import prediction_frame
 from evaluation.report import SplitResult, metric_lines, write_evaluation, write_predictions
 from hyperparams.config import Config
+from inference.outputs import prediction_frame
 from processing.files import read_table
 
 FIGURES = ["roc_curve", "pr_curve", "confusion_matrix", "calibration"]
 METRICS = ["auroc", "average_precision", "f1_score", "precision", "recall", "accuracy"]
 MULTICLASS = ["low", "medium", "high"]
-BASE = dict(
-    id_name="uid", text_name="review", label_name="label", full_field_list=["uid", "review", "label"],
-    model_class="bert",
-)
+BASE = {
+    "id_name": "uid", "text_name": "review", "label_name": "label", "full_field_list": ["uid", "review", "label"],
+    "model_class": "bert",
+}
 
 
 def scores(rows: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +94,7 @@ def test_binary_metrics_json_has_every_metric_the_threshold_and_the_best_f1_thre
     tuned = metrics["best_f1_threshold"]
     assert tuned["found_on"] == "val"
     val = results["val"]
-    precision, recall, thresholds = skm.precision_recall_curve(val.y_true, val.probs[:, 1])
+    precision, recall, _ = skm.precision_recall_curve(val.y_true, val.probs[:, 1])
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     assert tuned["val"]["f1_score"] == pytest.approx(f1[:-1].max())
     test = results["test"]

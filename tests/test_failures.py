@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.data import hyperparameters, write_job
-from helpers.jobs import assert_failed_cleanly, failure_reason, job_outputs
 
 from contracts.failure import failure_reason as failure_reason_of
 from export.staging import WORK_PREFIX
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import assert_failed_cleanly, failure_reason, job_outputs
 
 
 def test_success_clears_a_stale_failure_file(tmp_path, tiny_bert, run_main):
@@ -42,10 +42,12 @@ def fail(*_args, **_kwargs):
 
 def fail_moving_metrics(real_replace):
     """os.replace that fails to move the staged metrics.json into output/data, after model/ has moved into place."""
+
     def replace(source, target):
         if Path(source).parent.name == "new" and Path(target).parts[-2:] == ("data", "metrics.json"):
             raise OSError("simulated late failure")
         return real_replace(source, target)
+
     return replace
 
 
@@ -81,7 +83,9 @@ def test_late_failure_of_a_first_run_leaves_no_model_and_no_evaluation(tmp_path,
 @pytest.mark.parametrize(
     "exc",
     [
-        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.1 GiB"),
+        torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.1 GiB"
+        ),
         RuntimeError("MPS backend out of memory (MPS allocated: 8.00 GB, other allocations: 1.2 GB)"),
     ],
     ids=["cuda", "other backend"],
@@ -95,7 +99,9 @@ def test_device_out_of_memory_says_which_settings_lower_memory(exc):
 
 
 def test_host_out_of_memory_and_other_errors():
-    host = RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to ...")
+    host = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to ..."
+    )
     assert failure_reason_of(host).startswith("Out of memory; lower batch_size")
     assert failure_reason_of(MemoryError()).startswith("Out of memory; lower batch_size")
     assert failure_reason_of(RuntimeError("shape mismatch")) == (

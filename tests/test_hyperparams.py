@@ -7,10 +7,9 @@ import json
 import pytest
 
 from contracts.errors import ConfigError
-from hyperparams.loading import validate_config
-from hyperparams.coercion import coerce_literal, coerce_text
-from hyperparams.loading import read_hyperparameters
 from helpers.data import MINIMAL_FIELDS
+from hyperparams.coercion import coerce_literal, coerce_text
+from hyperparams.loading import read_hyperparameters, validate_config
 
 BASE = MINIMAL_FIELDS
 

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from helpers.jobs import ROOT
 
 from export.manifest import config_sha256, training_summary
+from helpers.jobs import ROOT
 from hyperparams.config import Config
 
 

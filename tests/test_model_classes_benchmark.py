@@ -3,16 +3,16 @@ not all seven), and the table's rendering of a failure."""
 
 from __future__ import annotations
 
-import pytest
-
 import sys
 from pathlib import Path
+
+import pytest
 
 from helpers.data import hyperparameters, write_job
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import model_classes  # noqa: E402
+import model_classes
 
 
 @pytest.mark.benchmark

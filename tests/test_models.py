@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from transformers import PreTrainedModel
 import pandas as pd
 import pytest
 import torch
-from helpers.data import CLASSES, VOCAB, hyperparameters, make_rows, write_job
 from torch import nn
+from transformers import PreTrainedModel
 
 from export.model_files import artifacts_bundle, write_model_files
 from export.onnx_export import OUTPUT_NAME, export_verified_onnx, pad_chunks
+from helpers.data import CLASSES, VOCAB, hyperparameters, make_rows, write_job
 from hyperparams.config import Config
-from hyperparams.model_classes import MODEL_CLASSES, MODEL_SPECS, TEXT_ONLY_MODELS
+from hyperparams.model_classes import MODEL_CLASSES, MODEL_SPECS, TEXT_ONLY_MODELS, ModelSpec
 from models.backbone import Backbone
 from models.classifier import Classifier
 from models.registry import build_from_artifacts, build_model, initial_word_embeddings
@@ -54,16 +54,16 @@ def one_thread():
 def make_config(
     tiny_bert: Path, model_class: str, modality: str = "bimodal", task: str = "binary", **overrides
 ) -> Config:
-    fields = dict(
-        model_class=model_class,
-        hidden_common_dim=12,
-        kernel_size=[2, 3],
-        num_channels=[6, 5],
-        num_layers=2,
-        num_experts=3,
-        dropout_keep=0.9,
-        max_sen_len=8,
-    )
+    fields = {
+        "model_class": model_class,
+        "hidden_common_dim": 12,
+        "kernel_size": [2, 3],
+        "num_channels": [6, 5],
+        "num_layers": 2,
+        "num_experts": 3,
+        "dropout_keep": 0.9,
+        "max_sen_len": 8,
+    }
     if modality == "trimodal":
         fields.update(
             text_name=None,
@@ -215,13 +215,13 @@ def test_each_bert_layer_exports_as_one_standard_attention_node(case):
     graph = onnx.load(str(case.onnx_path)).graph
     attention = [node for node in graph.node if node.op_type == "Attention" and node.domain in ("", "ai.onnx")]
     bert_layers = sum(m.config.num_hidden_layers for m in case.model.modules() if isinstance(m, PreTrainedModel))
-    assert len(attention) == bert_layers + (case.config.model_class == "multimodal_cross_attn")
+    assert len(attention) == bert_layers + (MODEL_SPECS[case.config.model_class].fusion == "cross_attention")
 
 
 def test_rebuilds_from_saved_artifacts_alone(case):
     bundle = torch.load(case.model_dir / "model_artifacts.pth", weights_only=True)
     state = torch.load(case.model_dir / "model.pth", weights_only=True)
-    assert ("embedding_mat" in bundle) == (case.config.model_class in ("multimodal_cnn", "lstm"))
+    assert ("embedding_mat" in bundle) == MODEL_SPECS[case.config.model_class].starts_from_word_embeddings
     rebuilt = build_from_artifacts(bundle, state)
     batch = case.collate(list(range(ROWS)))
     np.testing.assert_allclose(probabilities(rebuilt, batch), probabilities(case.model, batch), atol=1e-6)
@@ -233,6 +233,18 @@ def test_rebuilds_from_saved_artifacts_alone(case):
 def test_registry_covers_every_model_class_and_the_text_only_ones():
     assert set(MODEL_SPECS) == set(MODEL_CLASSES)
     assert {name for name, spec in MODEL_SPECS.items() if spec.tabular is None} == set(TEXT_ONLY_MODELS)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (("bert", "mlp", "cross_attention"), "needs the feature_tokens tabular encoder"),
+        (("lstm", None, "gate"), "a text-only class uses concat"),
+    ],
+)
+def test_the_catalogue_refuses_parts_that_do_not_fit(spec, message):
+    with pytest.raises(ValueError, match=message):
+        ModelSpec(*spec)
 
 
 def test_seven_distinct_architectures(tiny_bert):

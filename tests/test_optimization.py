@@ -6,15 +6,15 @@ import logging
 
 import pytest
 import torch
-from helpers.data import hyperparameters, write_job
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from contracts.errors import ConfigError
+from helpers.data import hyperparameters, write_job
 from hyperparams.loading import validate_config
 from models.backbone import Backbone
-from training.optimization import build_optimizer, parameter_groups, warmup_then_linear_decay
 from models.registry import build_model
 from training import precision, sampling
+from training.optimization import build_optimizer, parameter_groups, warmup_then_linear_decay
 from training.trainer import validation_interval
 
 
@@ -58,7 +58,11 @@ def test_head_lr_applies_to_everything_but_the_pretrained_transformer(tiny_model
 
 @pytest.mark.parametrize(
     ("name", "kind", "options"),
-    [("SGD", torch.optim.SGD, {"momentum": 0.8}), ("Adam", torch.optim.Adam, {"eps": 1e-6}), ("AdamW", torch.optim.AdamW, {"eps": 1e-6})],
+    [
+        ("SGD", torch.optim.SGD, {"momentum": 0.8}),
+        ("Adam", torch.optim.Adam, {"eps": 1e-6}),
+        ("AdamW", torch.optim.AdamW, {"eps": 1e-6}),
+    ],
 )
 def test_optimizer_choice_and_options(tiny_model, name, kind, options):
     model, config = tiny_model
@@ -69,6 +73,29 @@ def test_optimizer_choice_and_options(tiny_model, name, kind, options):
         assert group["lr"] == 0.03
         for key, value in options.items():
             assert group[key] == value
+
+
+@pytest.mark.parametrize("model_class", ["lstm", "multimodal_cross_attn"])
+def test_biases_under_other_names_are_not_decayed_either(tiny_bert, model_class):
+    """An LSTM names its biases bias_ih_l0/bias_hh_l0, attention in_proj_bias: no decay for them."""
+    config = validate_config(hyperparameters(tiny_bert, model_class=model_class))
+    model = build_model(config, Backbone.pretrained(str(tiny_bert)))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in parameter_groups(model, 0.1, lr=0.01) if g["weight_decay"] for p in g["params"]}
+    biases = [n for n in names.values() if n.rsplit(".", 1)[-1].startswith("bias") or n.endswith("_bias")]
+    assert len(biases) > 4 and not decayed & set(biases), sorted(decayed & set(biases))
+    assert any(n.endswith(("weight_ih_l0", "in_proj_weight")) for n in decayed)
+
+
+@pytest.mark.parametrize("reinit_pooler", [False, True])
+def test_a_pooler_loaded_from_the_checkpoint_trains_at_lr_a_redrawn_one_at_head_lr(tiny_bert, reinit_pooler):
+    config = validate_config(hyperparameters(tiny_bert, reinit_pooler=reinit_pooler))
+    model = build_model(config, Backbone.pretrained(str(tiny_bert)))
+    lr_of = {id(p): g["lr"] for g in parameter_groups(model, 0.0, lr=1e-5, head_lr=1e-3) for p in g["params"]}
+    pooler = model.text_encoders["text"].pooler[0]
+    assert {lr_of[id(pooler.weight)], lr_of[id(pooler.bias)]} == {1e-3 if reinit_pooler else 1e-5}
+    names = [g["name"] for g in parameter_groups(model, 0.1, lr=1e-5, head_lr=1e-3)]
+    assert names == ["pretrained", "pretrained_no_decay", "new", "new_no_decay"]
 
 
 def test_warmup_then_linear_decay_factors():
@@ -105,8 +132,9 @@ def test_schedule_spans_the_optimizer_steps_of_one_rank_of_two(tmp_path, tiny_be
 def test_val_check_interval_as_a_batch_count(tmp_path, tiny_bert, run_main):
     """48 rows at batch 8 are 6 batches per epoch; val_check_interval=2 validates after batches 2, 4, 6
     (logged, like every training scalar here, at the step count less one)."""
-    base = write_job(tmp_path, hyperparameters(tiny_bert, max_epochs=1, batch_size=8, val_check_interval=2),
-                     rows=(48, 12, 12))
+    base = write_job(
+        tmp_path, hyperparameters(tiny_bert, max_epochs=1, batch_size=8, val_check_interval=2), rows=(48, 12, 12)
+    )
     assert run_main(base) == 0
     events = EventAccumulator(str(base / "output" / "data" / "tensorboard_train"))
     events.Reload()
@@ -136,7 +164,9 @@ def test_same_seed_same_weights_other_seed_other_weights_best_checkpoint_exporte
     the exported weights are those of the best checkpoint."""
     weights = {}
     for name, seed in (("first", 7), ("again", 7), ("other", 8)):
-        hparams = hyperparameters(tiny_bert, max_epochs=2, val_check_interval=0.5, dropout_keep=0.7, load_ckpt=True, seed=seed)
+        hparams = hyperparameters(
+            tiny_bert, max_epochs=2, val_check_interval=0.5, dropout_keep=0.7, load_ckpt=True, seed=seed
+        )
         base = write_job(tmp_path / name, hparams, rows=(64, 16, 16))
         assert run_main(base) == 0
         weights[name] = torch.load(base / "model" / "model.pth", weights_only=True)
@@ -177,5 +207,7 @@ def test_fsdp_with_fp16_on_gpus_without_bf16_is_refused_up_front(tiny_bert, monk
     monkeypatch.setattr(trainer, "choose_precision", lambda fp16, accelerator: "16-mixed")  # an older GPU
     config = validate_config(hyperparameters(tiny_bert, fp16=True, strategy="fsdp"))
     plan = ProcessPlan("gpu", 2, 1, 0, "fsdp", "lightning")
-    with pytest.raises(ConfigError, match="strategy=fsdp with fp16=true needs GPUs with bf16.*set fp16=false, or strategy=ddp"):
+    with pytest.raises(
+        ConfigError, match=r"strategy=fsdp with fp16=true needs GPUs with bf16.*set fp16=false, or strategy=ddp"
+    ):
         trainer.build_trainer(config, plan, 100, tmp_path, tmp_path / "logs", {}, StopRequest())

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.jobs import ROOT
 
+from helpers.jobs import ROOT
 from inference.predict import main, score_file
 
 TOLERANCE = 1e-4
@@ -95,9 +95,21 @@ def test_never_unpickles_the_model_folder(binary_job, tmp_path):
 def test_command_line_entry_point(binary_job, tmp_path):
     output = tmp_path / "cli.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "inference.predict", "--model-dir", str(binary_job / "model"),
-         "--input", str(binary_job / "input" / "data" / "val" / "val.csv"), "--output", str(output)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "inference.predict",
+            "--model-dir",
+            str(binary_job / "model"),
+            "--input",
+            str(binary_job / "input" / "data" / "val" / "val.csv"),
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     job = read_csv_ids_as_text(binary_job / "output" / "data" / "val_predictions.csv")
@@ -116,7 +128,14 @@ def test_missing_column_is_an_error_that_names_it(binary_job, tmp_path, capsys):
 
 def test_output_in_another_format_is_refused(binary_job, tmp_path, capsys):
     test_file = binary_job / "input" / "data" / "test" / "test.csv"
-    args = ["--model-dir", str(binary_job / "model"), "--input", str(test_file), "--output", str(tmp_path / "x.parquet")]
+    args = [
+        "--model-dir",
+        str(binary_job / "model"),
+        "--input",
+        str(test_file),
+        "--output",
+        str(tmp_path / "x.parquet"),
+    ]
     status = main(args)
     assert status == 1
     assert "must end in .csv" in capsys.readouterr().err
@@ -124,7 +143,15 @@ def test_output_in_another_format_is_refused(binary_job, tmp_path, capsys):
 
 
 def test_folder_that_is_not_a_model_is_an_error_naming_the_missing_file(tmp_path, binary_job, capsys):
-    status = main(["--model-dir", str(tmp_path), "--input", str(binary_job / "input" / "data" / "test" / "test.csv"),
-                   "--output", str(tmp_path / "out.csv")])
+    status = main(
+        [
+            "--model-dir",
+            str(tmp_path),
+            "--input",
+            str(binary_job / "input" / "data" / "test" / "test.csv"),
+            "--output",
+            str(tmp_path / "out.csv"),
+        ]
+    )
     assert status == 1
     assert "model_artifacts.pth does not exist" in capsys.readouterr().err

@@ -14,16 +14,22 @@ import time
 
 import pytest
 import torch
-from helpers.jobs import ROOT, failure_reason
-from helpers.data import hyperparameters, write_job
 
 from contracts.errors import ConfigError
+from helpers.data import hyperparameters, write_job
+from helpers.jobs import ROOT, failure_reason
 from hyperparams.loading import validate_config
-from training.module import ClassifierModule
 from training.checkpoints import AtomicCheckpointIO, RunState, checkpoint_to_resume, run_fingerprint
+from training.module import ClassifierModule
 
 ROWS = (160, 16, 16)  # 10 steps per epoch
-HPARAMS = {"max_epochs": 3, "val_check_interval": 0.5, "dropout_keep": 0.7, "load_ckpt": True, "early_stop_patience": 20}
+HPARAMS = {
+    "max_epochs": 3,
+    "val_check_interval": 0.5,
+    "dropout_keep": 0.7,
+    "load_ckpt": True,
+    "early_stop_patience": 20,
+}
 
 
 def model_weights(base) -> dict[str, torch.Tensor]:
@@ -66,7 +72,10 @@ def test_sigterm_in_training_then_in_validation_then_finish_gives_identical_weig
         with monkeypatch.context() as patch:
             patch.setattr(ClassifierModule, hook, signal_once)
             assert run_main(base) == 1
-        assert failure_reason(base) == f"interrupted; checkpoint saved at {checkpoint}. A restart with the same config resumes from it."
+        assert (
+            failure_reason(base)
+            == f"interrupted; checkpoint saved at {checkpoint}. A restart with the same config resumes from it."
+        )
         assert torch.load(checkpoint, weights_only=True)["global_step"] == saved_step
         assert not (base / "model").exists()
 
@@ -86,8 +95,13 @@ def test_sigterm_to_the_job_process_checkpoints_and_exits_within_30s(tmp_path, t
     checkpoint exists (training would go on for 50 epochs)."""
     base = write_job(tmp_path, hyperparameters(tiny_bert, **{**HPARAMS, "max_epochs": 50}), rows=ROWS)
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
-    job = subprocess.Popen([sys.executable, str(ROOT / "pytorch_training.py")], env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        [sys.executable, str(ROOT / "pytorch_training.py")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 300
         while not list((base / "checkpoints").glob("epoch=*-step=*.ckpt")):
@@ -102,7 +116,11 @@ def test_sigterm_to_the_job_process_checkpoints_and_exits_within_30s(tmp_path, t
         job.kill()
     print(f"SIGTERM to exit: {exit_seconds:.1f}s")
     assert status == 1
-    assert failure_reason(base) == f"interrupted; checkpoint saved at {base / 'checkpoints' / 'last.ckpt'}. A restart with the same config resumes from it."
+    assert (
+        failure_reason(base)
+        == f"interrupted; checkpoint saved at {base / 'checkpoints' / 'last.ckpt'}. "
+        "A restart with the same config resumes from it."
+    )
     assert exit_seconds < 30
     assert 5 <= torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] < 500
     assert not (base / "model").exists()
@@ -207,7 +225,9 @@ def test_finished_run_is_not_retrained_and_another_config_is_refused(tmp_path, t
     checkpoints = sorted(p.name for p in (base / "checkpoints").iterdir())
     assert run_main(base) == 1
     reason = failure_reason(base)
-    assert f"Checkpoint {base / 'checkpoints' / 'last.ckpt'} was written by a different run (lr: 0.005 -> 0.001)" in reason
+    assert (
+        f"Checkpoint {base / 'checkpoints' / 'last.ckpt'} was written by a different run (lr: 0.005 -> 0.001)" in reason
+    )
     assert "Use an empty checkpoint folder" in reason
     assert sorted(p.name for p in (base / "checkpoints").iterdir()) == checkpoints
 

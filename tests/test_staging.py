@@ -9,7 +9,6 @@ import pytest
 
 from export.staging import WORK_PREFIX, staged_directories
 
-
 KEEP = frozenset({"tensorboard_train"})
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.impute import SimpleImputer
 
 from contracts.errors import DataError
 from processing.labels import LabelEncoder
-from sklearn.exceptions import NotFittedError
-
 from processing.numeric import NumericImputer, parse_numeric
 from processing.risk_tables import MISSING_CATEGORY, RiskTableEncoder
 
@@ -49,15 +48,20 @@ def test_non_numeric_values_are_shown():
 
 def test_infinite_values_are_refused_with_their_rows():
     frame = pd.DataFrame({"a": [1.0, np.inf, 2.0, -np.inf, np.nan]})
-    with pytest.raises(DataError, match=r"Column 'a' in the train file has 2 infinite value\(s\) \(inf, -inf\) at row\(s\) 2, 4 "):
+    with pytest.raises(
+        DataError, match=r"Column 'a' in the train file has 2 infinite value\(s\) \(inf, -inf\) at row\(s\) 2, 4 "
+    ):
         parse_numeric(frame, ["a"], "train")
     np.testing.assert_array_equal(parse_numeric(frame.iloc[[0, 2, 4]], ["a"], "train")["a"], [1.0, 2.0, np.nan])
 
 
 def test_a_categorical_field_read_as_numbers_is_described_by_its_own_role():
     frame = pd.DataFrame({"a": ["1", "2"], "c": ["7", "north"]})
-    with pytest.raises(DataError, match=r"'c' .* \(it is in cat_field_list but not in categorical_features_to_encode.*"
-                                        r"add it to categorical_features_to_encode"):
+    with pytest.raises(
+        DataError,
+        match=r"'c' .* \(it is in cat_field_list but not in categorical_features_to_encode.*"
+        r"add it to categorical_features_to_encode",
+    ):
         parse_numeric(frame, ["a", "c"], "test", passthrough=["c"])
     with pytest.raises(DataError, match=r"'c' .* \(it is in tab_field_list\).*move the field to cat_field_list"):
         parse_numeric(frame, ["a", "c"], "test")

@@ -11,20 +11,25 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer, BertTokenizerFast
 
+import processing.text.pipeline as pipeline_module
+from helpers.data import hyperparameters
 from hyperparams.loading import validate_config
 from processing.dataset import EncodedSplit
+from processing.loaders import scoring_loader
 from processing.preparation import encode_texts
-from processing.text.pipeline import build_text_pipeline, is_uncased
-from processing.text.ragged import RaggedChunks
-import processing.text.pipeline as pipeline_module
 from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
 from processing.text.emoji_filter import text_style_symbols
-from helpers.data import hyperparameters
-from processing.loaders import scoring_loader
+from processing.text.pipeline import build_text_pipeline, is_uncased
+from processing.text.ragged import RaggedChunks
 from training.data import fit_loaders
 
 ALL_STEPS = [
-    "dialogue_splitter", "html_normalizer", "emoji_remover", "text_normalizer", "dialogue_chunker", "tokenizer"
+    "dialogue_splitter",
+    "html_normalizer",
+    "emoji_remover",
+    "text_normalizer",
+    "dialogue_chunker",
+    "tokenizer",
 ]
 
 
@@ -74,7 +79,7 @@ def test_splitter_gives_empty_or_missing_text_one_empty_message(tokenizer):
         ("one<br>two<BR/>three<br />four", "one two three four"),
         ("wo<b>rd</b> <I>italic</I>", "word italic"),
         ("<b>bold <i>both</b> tail</i> stray</p>end", "bold both tail stray end"),
-        ('<a title="a > b" href=\'x\'>link</a>', "link"),
+        ("<a title=\"a > b\" href='x'>link</a>", "link"),
         ("a<script>if (x < 1) {s = '<b>'}</script>b<STYLE type=x>p{}</STYLE>c", "a b c"),
         ("a<!-- hidden <b>tag</b> -->b<!DOCTYPE html>c", "a b c"),
         ("&amp; &#39; &#x27; &quot;q&quot; AT&T &amp;lt;", "& ' ' \"q\" AT&T &lt;"),
@@ -180,7 +185,7 @@ def test_lower_casing_only_for_an_uncased_tokenizer(tiny_bert, tokenizer, tmp_pa
 def test_chunks_pack_whole_messages_and_count_special_tokens(tokenizer):
     pipeline = build_text_pipeline(ALL_STEPS, tokenizer, max_sen_len=8, max_total_chunks=5)
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    words = "great love soft happy perfect poor".split()
+    words = ["great", "love", "soft", "happy", "perfect", "poor"]
     great, love, soft, happy, perfect, poor = (ids(tokenizer, w)[0] for w in words)
     text = "[bom] great love [eom][bom] soft happy perfect [eom][bom] poor [eom]"
     # 1 + (2 + 1) + (3 + 1) = 8 tokens fill the first chunk exactly; "poor" starts the next
@@ -189,7 +194,7 @@ def test_chunks_pack_whole_messages_and_count_special_tokens(tokenizer):
 
 def test_a_message_longer_than_a_chunk_continues_in_the_next_chunks(tokenizer):
     pipeline = build_text_pipeline(ALL_STEPS, tokenizer, max_sen_len=6, max_total_chunks=10)
-    words = "the dress fit the color was very soft and happy but poor refund".split()
+    words = ["the", "dress", "fit", "the", "color", "was", "very", "soft", "and", "happy", "but", "poor", "refund"]
     (chunks,) = pipeline([f"[bom] great [eom][bom] {' '.join(words)} [eom][bom] love [eom]"])
     assert [len(c) for c in chunks] == [3, 6, 6, 6, 5]  # [great], 4+4+4 tokens, then the last word + "love"
     content = [t for c in chunks for t in c if t not in (tokenizer.cls_token_id, tokenizer.sep_token_id)]
@@ -239,8 +244,10 @@ def test_special_token_text_typed_by_a_user_stays_text(tokenizer):
 
 
 def test_decoding_the_chunks_gives_back_the_normalized_text(minilm):
-    raw = ("[bom]<p>Hello, I ordered the <b>blue</b> dress 👍🏽</p>[eom] [BOM]中国人，日本語 😀 ありがとう Привет &amp; "
-           "naïve café ①[EOM][bom]" + "the refund never arrived and i am waiting " * 40 + "[eom]")
+    raw = (
+        "[bom]<p>Hello, I ordered the <b>blue</b> dress 👍🏽</p>[eom] [BOM]中国人，日本語 😀 ありがとう Привет &amp; "
+        "naïve café ①[EOM][bom]" + "the refund never arrived and i am waiting " * 40 + "[eom]"
+    )
     pipeline = build_text_pipeline(ALL_STEPS, minilm, max_sen_len=64, max_total_chunks=20)
     (chunks,) = pipeline([raw])
     assert len(chunks) > 5 and all(len(c) <= 64 for c in chunks)
@@ -253,9 +260,9 @@ def test_decoding_the_chunks_gives_back_the_normalized_text(minilm):
 
 
 def test_unknown_or_misplaced_step_names_list_the_valid_ones(tokenizer):
-    with pytest.raises(ValueError, match="unknown text step.*'html_cleaner'.*dialogue_splitter"):
+    with pytest.raises(ValueError, match=r"unknown text step.*'html_cleaner'.*dialogue_splitter"):
         build_text_pipeline(["html_cleaner", "tokenizer"], tokenizer, max_sen_len=16)
-    with pytest.raises(ValueError, match="tokenizer must be the last step.*valid steps in order"):
+    with pytest.raises(ValueError, match=r"tokenizer must be the last step.*valid steps in order"):
         build_text_pipeline(["tokenizer", "text_normalizer"], tokenizer, max_sen_len=16)
 
 
@@ -341,10 +348,15 @@ def test_ragged_concatenate_matches_single_encode(tokenizer):
 
 
 def test_trimodal_runs_two_chains_with_their_own_steps(tiny_bert, tokenizer):
-    config = validate_config(hyperparameters(
-        tiny_bert, text_name=None, primary_text_name="chat", secondary_text_name="events",
-        full_field_list=["uid", "chat", "events", "score", "count", "region", "label"],
-    ))
+    config = validate_config(
+        hyperparameters(
+            tiny_bert,
+            text_name=None,
+            primary_text_name="chat",
+            secondary_text_name="events",
+            full_field_list=["uid", "chat", "events", "score", "count", "region", "label"],
+        )
+    )
     frame = pd.DataFrame({"chat": ["[bom] <b>great</b> 😀 [eom]"], "events": ["[BOM] <b>great</b> [EOM]"]})
     encoded, stats = encode_texts(config, tokenizer, {"train": frame}, {"train": Path("unused.csv")})
     primary, secondary = encoded["train"]["primary"].sample(0), encoded["train"]["secondary"].sample(0)

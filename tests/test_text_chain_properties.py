@@ -10,11 +10,11 @@ import emoji
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processing.text.pipeline import build_text_pipeline
-from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
-from processing.text.messages import Messages
-from processing.text.emoji_filter import text_style_symbols
 from helpers.data import NEGATIVE, NEUTRAL, POSITIVE
+from processing.text.cleaning import DialogueSplitter, EmojiRemover, HtmlNormalizer, TextNormalizer
+from processing.text.emoji_filter import text_style_symbols
+from processing.text.messages import Messages
+from processing.text.pipeline import build_text_pipeline
 
 WORDS = sorted(set(POSITIVE + NEGATIVE + NEUTRAL))  # whole words of the tiny vocabulary: one token each
 SETTINGS = settings(max_examples=150, deadline=None)

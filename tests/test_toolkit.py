@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.image import job_environment, lay_out_image
-from helpers.data import hyperparameters, write_job
-from helpers.jobs import MODEL_FILES
 
 from export.staging import WORK_PREFIX
+from helpers.data import hyperparameters, write_job
+from helpers.image import job_environment, lay_out_image
+from helpers.jobs import MODEL_FILES
 
 TOOLKIT_TRAIN = Path(sys.executable).parent / "train"
 OUTPUT_DATA = {"metrics.json", "predict_results.pth", "val_predictions.csv", "test_predictions.csv",

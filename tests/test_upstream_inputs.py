@@ -12,16 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers.data import hyperparameters, make_rows, write_job
 
 from contracts.environment import RunSwitches
-
 from contracts.errors import ConfigError, DataError
+from helpers.data import hyperparameters, make_rows, write_job
 from hyperparams.loading import validate_config
+from processing.preparation import prepare_data
 from processing.risk_tables import GivenRiskTables
 from processing.safe_pickle import load_plain_pickle
 from processing.upstream_inputs import apply_upstream_inputs
-from processing.preparation import prepare_data
 from processing.validation import validate_splits
 
 # As the upstream imputation and risk-table steps write them.
@@ -114,7 +113,7 @@ def test_the_job_refuses_a_malicious_pickle_with_a_failure_file(tmp_path, tiny_b
                                        ("USE_PRECOMPUTED_RISK_TABLES", "risk_table_map")])
 def test_flag_set_with_the_artifact_missing_fails_instead_of_refitting(tmp_path, tiny_bert, run_main, flag, stem):
     base = write_job(tmp_path, hyperparameters(tiny_bert), rows=(30, 10, 10))
-    artifacts_dir(base, **{"other_json": {}})
+    artifacts_dir(base, other_json={})
     assert run_main(base, {flag: "true"}) == 1
     reason = (base / "output" / "failure").read_text().splitlines()[0]
     assert reason.startswith(f"{flag} is true but ")
@@ -267,3 +266,19 @@ def test_job_on_upstream_encoded_splits_uses_and_saves_the_upstream_artifacts(tm
         content = (folder / name).read_bytes()
         assert entry == {"path": str((folder / name).resolve()), "bytes": len(content),
                          "sha256": hashlib.sha256(content).hexdigest()}
+
+
+def test_settings_made_idle_by_upstream_artifacts_are_noted(tmp_path, tiny_bert, caplog):
+    """smooth_factor does nothing once risk_table_map comes from upstream: the note reflects the
+    config after the channel is applied, not before."""
+    from contracts.paths import resolve_paths
+    from export.manifest import RunRecord
+    from job.steps import configure
+
+    base = write_job(tmp_path, hyperparameters(tiny_bert, smooth_factor=0.1), rows=(20, 8, 8))
+    artifacts_dir(base, risk_table_map_json=TABLES)
+    switches = RunSwitches(use_precomputed_imputation=False, use_precomputed_risk_tables=True, dry_run=False)
+    with caplog.at_level(logging.WARNING):
+        setup = configure(resolve_paths({"SAGEMAKER_BASE_DIR": str(base)}), switches, RunRecord())
+    assert setup.config.risk_tables == TABLES
+    assert "Hyperparameter smooth_factor = 0.1 has no effect: risk_tables are given" in caplog.text

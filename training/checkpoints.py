@@ -150,7 +150,7 @@ def saved_run(checkpoint: Path) -> dict | None:
     """What ``RunState`` stored in ``checkpoint`` (None for a checkpoint written by something else)."""
     try:
         return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("run")
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+    except Exception as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         raise ConfigError(
             f"Checkpoint {checkpoint} cannot be read ({type(exc).__name__}: {first_line}); "

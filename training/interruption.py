@@ -116,7 +116,13 @@ class StopOnSignal(Callback):
             self._save_and_stop(trainer)
 
     def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs,
+        batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking and self._stop_agreed(trainer):
             self._save_and_stop(trainer)

@@ -1,10 +1,11 @@
 """Optimizer and learning-rate schedule: parameter groups, SGD/Adam/AdamW, warm-up then linear decay.
 
 Parameters fall into up to four named groups, which the training curves show as ``lr-<optimizer>/<name>``:
-``pretrained`` and ``pretrained_no_decay`` (the transformer loaded from ``tokenizer``, at ``lr``),
-``new`` and ``new_no_decay`` (everything initialised here: tabular encoder, fusion, head, CNN/LSTM
-encoders, at ``head_lr``, default ``lr``). Biases and LayerNorm, BatchNorm and embedding weights are
-never decayed, whatever the optimizer.
+``pretrained`` and ``pretrained_no_decay`` (the weights loaded from ``tokenizer``: the transformer, and
+its pooler unless ``reinit_pooler``; at ``lr``), ``new`` and ``new_no_decay`` (everything initialised
+here: tabular encoder, fusion, head, CNN/LSTM encoders; at ``head_lr``, default ``lr``). Biases (any
+parameter named ``bias`` or ``*_bias``/``bias_*``, as LSTMs and attention name theirs) and
+LayerNorm, BatchNorm and embedding weights are never decayed, whatever the optimizer.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from hyperparams.config import Config
 
@@ -25,21 +25,25 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr: float, head_lr: 
     no_decay: set[int] = set()
     pretrained: set[int] = set()
     for module in model.modules():
-        if isinstance(module, PreTrainedModel):
-            pretrained.update(id(p) for p in module.parameters())
+        if hasattr(module, "pretrained_parameters"):
+            pretrained.update(id(p) for p in module.pretrained_parameters())
         if isinstance(module, NO_DECAY_MODULES) or "LayerNorm" in type(module).__name__:
             no_decay.update(id(p) for p in module.parameters(recurse=False))
         for name, param in module.named_parameters(recurse=False):
-            if name == "bias":
+            if name == "bias" or name.startswith("bias_") or name.endswith("_bias"):
                 no_decay.add(id(param))
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = []
     for origin, from_pretrained, group_lr in (("pretrained", True, lr), ("new", False, head_lr or lr)):
         for decayed in (True, False):
-            params = [p for p in trainable if (id(p) in pretrained) == from_pretrained and (id(p) not in no_decay) == decayed]
+            params = [
+                p for p in trainable if (id(p) in pretrained) == from_pretrained and (id(p) not in no_decay) == decayed
+            ]
             if params:
                 name = origin if decayed else f"{origin}_no_decay"
-                groups.append({"name": name, "params": params, "lr": group_lr, "weight_decay": weight_decay if decayed else 0.0})
+                groups.append(
+                    {"name": name, "params": params, "lr": group_lr, "weight_decay": weight_decay if decayed else 0.0}
+                )
     return groups
 
 

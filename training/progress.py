@@ -50,15 +50,22 @@ class PlainProgress(ProgressBar):
         loss = trainer.callback_metrics.get("train/loss_step")
         log.info(
             "epoch %d/%d step %d/%s loss %s %.1f samples/s eta %s",
-            trainer.current_epoch + 1, trainer.max_epochs, done, total,
-            f"{float(loss):.4f}" if loss is not None else "n/a", self._samples / elapsed, _duration(eta),
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            done,
+            total,
+            f"{float(loss):.4f}" if loss is not None else "n/a",
+            self._samples / elapsed,
+            _duration(eta),
         )
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not self._enabled or trainer.sanity_checking:
             return
         shown = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        log.info("validation at step %d: %s", trainer.global_step, " ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items())))
+        log.info(
+            "validation at step %d: %s", trainer.global_step, " ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items()))
+        )
 
 
 def progress_callback() -> ProgressBar:

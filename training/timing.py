@@ -31,13 +31,17 @@ class StepTimer(Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         self._started = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         self._record(self.train_seconds, pl_module)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._started = time.perf_counter()
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if not trainer.sanity_checking and self._record(self.validation_seconds, pl_module):
             self.validation_rows.append(len(batch["labels"]))
 
@@ -45,7 +49,8 @@ class StepTimer(Callback):
         if self.train_seconds:
             log.info(
                 "Speed: %.3f s per training step (median of the first steps), %s per 1,000 validation rows",
-                self.step_seconds, f"{1000 * self.validation_row_seconds:.1f} s" if self.validation_rows else "n/a",
+                self.step_seconds,
+                f"{1000 * self.validation_row_seconds:.1f} s" if self.validation_rows else "n/a",
             )
 
     @property

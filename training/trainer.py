@@ -19,11 +19,11 @@ from contracts.errors import ConfigError
 from hyperparams.config import Config
 from models.backbone import Backbone
 from models.classifier import Classifier
-from training.module import ClassifierModule
 from models.registry import build_model
 from training.checkpoints import LAST, AtomicCheckpointIO, RunState, saved_run
 from training.distributed import ProcessPlan
 from training.interruption import StopOnSignal, StopRequest, keep_lightning_off_sigterm
+from training.module import ClassifierModule
 from training.precision import choose_precision
 from training.progress import progress_callback
 from training.sampling import ResumableLoader
@@ -53,7 +53,9 @@ def validation_interval(config: Config, train_batches: int) -> float | int:
             return 1
         return float(value)
     if value > train_batches:
-        log.info("val_check_interval=%d exceeds the %d batches per epoch; validating once per epoch", value, train_batches)
+        log.info(
+            "val_check_interval=%d exceeds the %d batches per epoch; validating once per epoch", value, train_batches
+        )
         return 1.0
     return int(value)
 
@@ -68,7 +70,9 @@ def lightning_strategy(plan: ProcessPlan) -> Strategy | str:
     if plan.strategy == "fsdp":
         # Full (not per-rank) checkpoint files: one file to resume from, export and copy to S3.
         return ModelParallelStrategy(
-            data_parallel_size=plan.world_size, tensor_parallel_size=1, save_distributed_checkpoint=False,
+            data_parallel_size=plan.world_size,
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=False,
             process_group_backend=backend,
         )
     if plan.strategy == "ddp":

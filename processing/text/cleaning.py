@@ -4,8 +4,9 @@ Every step rewrites a :class:`~processing.text.messages.Messages` batch (the mes
 samples, flat); steps compose with ``>>``. Speed comes from never scanning text in Python: a
 C-speed ``str`` check (``"<" in text``, ``isascii()``, ``isprintable()``) skips the messages a
 step cannot change, and the HTML and emoji steps join the rest with NUL into one string, so one
-regex, one ``html.unescape`` or one numpy pass covers the whole batch (:func:`rewrite_joined`). Their patterns treat NUL as a wall they never match across,
-which keeps the result identical to cleaning message by message.
+regex, one ``html.unescape`` or one numpy pass covers the whole batch (:func:`rewrite_joined`).
+Their patterns treat NUL as a wall they never match across, which keeps the result identical to
+cleaning message by message.
 """
 
 from __future__ import annotations

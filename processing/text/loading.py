@@ -18,7 +18,9 @@ def load_tokenizer(name_or_path: str):
             "set tokenizer to a local folder with the tokenizer files, or a hub id reachable from the job."
         ) from None
     if not tokenizer.is_fast:
-        raise ConfigError(f"tokenizer {name_or_path!r} has no fast (Rust) version; use a model that ships tokenizer.json.")
+        raise ConfigError(
+            f"tokenizer {name_or_path!r} has no fast (Rust) version; use a model that ships tokenizer.json."
+        )
     return tokenizer
 
 

@@ -19,7 +19,11 @@ NEUTRAL = ["the", "dress", "fit", "color", "order", "size", "fabric", "item", "w
 REGIONS = ["north", "south", "east", "west"]
 CLASSES = ["low", "medium", "high"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-VOCAB = SPECIAL + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + REGIONS + CLASSES)) + ["##s", "##ed", "!", ".", ",", "<", ">", "&"]
+VOCAB = (
+    SPECIAL
+    + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + REGIONS + CLASSES))
+    + ["##s", "##ed", "!", ".", ",", "<", ">", "&"]
+)
 # The smallest valid set of hyperparameters for config-only tests (no files behind it).
 MINIMAL_FIELDS = {
     "id_name": "id",
@@ -120,7 +124,8 @@ def write_job(
 ) -> Path:
     """An /opt/ml-shaped folder with three splits in ``fmt`` and the hyperparameters file."""
     frames = frames or {
-        split: make_rows(n, seed=i, multiclass=multiclass) for i, (split, n) in enumerate(zip(("train", "val", "test"), rows))
+        split: make_rows(n, seed=i, multiclass=multiclass)
+        for i, (split, n) in enumerate(zip(("train", "val", "test"), rows))
     }
     for split, frame in frames.items():
         folder = base / "input" / "data" / split
