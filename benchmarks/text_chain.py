@@ -47,17 +47,11 @@ from transformers import AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from benchmarks.dialogues import dialogues  # noqa: E402
+from hyperparams.rules import TEXT_STEP_NAMES  # noqa: E402
 from processing.cache import TextCache  # noqa: E402
 from processing.text.pipeline import build_text_pipeline  # noqa: E402
 
-ALL_STEPS = [
-    "dialogue_splitter",
-    "html_normalizer",
-    "emoji_remover",
-    "text_normalizer",
-    "dialogue_chunker",
-    "tokenizer",
-]
+ALL_STEPS = list(TEXT_STEP_NAMES)
 TARGET_TOKENIZER_RATIO = 0.7
 TARGET_PER_ROW_RATIO = 3.0
 TARGET_STORAGE_RATIO = 1.5

@@ -88,18 +88,18 @@ def apply_upstream_inputs(config: Config, directory: Path, switches: RunSwitches
         read.append(directory / SELECTED_FEATURES)
         config = restrict_to_selection(config, selected, directory / SELECTED_FEATURES)
     given: dict[str, Any] = {}
-    if switches.use_precomputed_imputation:
-        path = _required_artifact(directory, IMPUTATION, "USE_PRECOMPUTED_IMPUTATION", config, "imputation_dict")
-        given["imputation_dict"] = _imputation_values(load_artifact(path), path, config)
+    artifacts = (  # (switched on, file stem, its switch, the Config field it fills, its reader)
+        (switches.use_precomputed_imputation, IMPUTATION, "USE_PRECOMPUTED_IMPUTATION", "imputation_dict",
+         _imputation_values),
+        (switches.use_precomputed_risk_tables, RISK_TABLES, "USE_PRECOMPUTED_RISK_TABLES", "risk_tables", _risk_tables),
+    )
+    for wanted, stem, flag, field, parse in artifacts:
+        if not wanted:
+            _note_unused(directory, stem, flag)
+            continue
+        path = _required_artifact(directory, stem, flag, config, field)
+        given[field] = parse(load_artifact(path), path, config)
         read.append(path)
-    else:
-        _note_unused(directory, IMPUTATION, "USE_PRECOMPUTED_IMPUTATION")
-    if switches.use_precomputed_risk_tables:
-        path = _required_artifact(directory, RISK_TABLES, "USE_PRECOMPUTED_RISK_TABLES", config, "risk_tables")
-        given["risk_tables"] = _risk_tables(load_artifact(path), path, config)
-        read.append(path)
-    else:
-        _note_unused(directory, RISK_TABLES, "USE_PRECOMPUTED_RISK_TABLES")
     for field, values in given.items():
         log.info("Using precomputed %s for %s instead of fitting on train", field, sorted(values))
     return UpstreamInputs(revalidated(config, given, f"the upstream artifacts in {directory}"), read)
