@@ -89,6 +89,7 @@ def run(paths: ContractPaths, switches: RunSwitches, stop: StopRequest, dry_run:
             onnx_parity = steps.export(staging, setup.config, pretrained, prepared, built, trained)
             metrics = steps.evaluate(staging, setup.config, pretrained, data, prepared, trained)
             steps.record(staging, record, setup.config, data, trained, onnx_parity, metrics)
+    steps.track(paths, trained, metrics)
     log.info("Done in %.0fs", record.elapsed)
     return JobOutcome(metrics, built.model, trained.trainer)
 

@@ -37,6 +37,8 @@ class ContractPaths:
     output_dir: Path
     output_data_dir: Path
     checkpoints_dir: Path
+    resource_config: Path
+    tensorboard_dir: Path | None  # where SageMaker syncs TensorBoard logs from, when it does
 
     @property
     def failure_file(self) -> Path:
@@ -58,6 +60,7 @@ class ContractPaths:
             output_dir=folder / "output",
             output_data_dir=folder / "output" / "data",
             checkpoints_dir=folder / "checkpoints",
+            tensorboard_dir=None,
         )
 
 
@@ -80,7 +83,9 @@ def resolve_paths(environ: Mapping[str, str] | None = None, program_dir: Path = 
         model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),
         output_dir=base / "output",
         output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR") or base / "output" / "data"),
-        checkpoints_dir=_checkpoints_dir(base, config_dir / "checkpointconfig.json"),
+        checkpoints_dir=_local_path(config_dir / "checkpointconfig.json") or base / "checkpoints",
+        resource_config=config_dir / "resourceconfig.json",
+        tensorboard_dir=_tensorboard_dir(base, config_dir / "tensorboardoutputconfig.json"),
     )
 
 
@@ -95,13 +100,23 @@ def _shipped_hyperparameters(base: Path, program_dir: Path) -> Path:
     return beside_code if not in_base.is_file() and beside_code.is_file() else in_base
 
 
-def _checkpoints_dir(base: Path, checkpoint_config: Path) -> Path:
-    """``/opt/ml/checkpoints``, unless SageMaker's checkpoint config names another local path."""
-    if checkpoint_config.is_file():
+def _local_path(platform_config: Path) -> Path | None:
+    """The ``LocalPath`` of one of SageMaker's ``*config.json`` files (checkpoints, TensorBoard), if any."""
+    if platform_config.is_file():
         try:
-            local_path = json.loads(checkpoint_config.read_text()).get("LocalPath")
+            local_path = json.loads(platform_config.read_text()).get("LocalPath")
         except (ValueError, AttributeError):
             local_path = None
         if local_path:
             return Path(local_path)
-    return base / "checkpoints"
+    return None
+
+
+def _tensorboard_dir(base: Path, tensorboard_config: Path) -> Path | None:
+    """``tensorboardoutputconfig.json``'s ``LocalPath``, else ``output/tensorboard`` when that folder exists
+    (SageMaker creates it for a job with a TensorBoard output configuration)."""
+    configured = _local_path(tensorboard_config)
+    if configured is not None:
+        return configured
+    default = base / "output" / "tensorboard"
+    return default if default.is_dir() else None

@@ -3,8 +3,8 @@
 Two files can hold them: ``code/hyperparams/hyperparameters.json`` (shipped with the code) and
 ``input/config/hyperparameters.json`` (written by SageMaker for the job). When both exist the
 job's values override the shipped ones key by key, so a training job or tuning job can change a
-few values of a shipped configuration. Keys that start with ``sagemaker_`` belong to the platform
-and are set aside.
+few values of a shipped configuration. The platform's own keys (``sagemaker_*`` and
+``_tuning_objective_metric``, see ``contracts.platform``) are set aside and logged.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pydantic import ValidationError
 
 from contracts.errors import ConfigError
 from contracts.paths import ContractPaths
+from contracts.platform import is_platform_key
 from hyperparams.config import Config
 
 log = logging.getLogger(__name__)
 
-PLATFORM_PREFIX = "sagemaker_"
 
 
 def load_config(paths: ContractPaths) -> Config:
@@ -45,10 +45,10 @@ def read_hyperparameters(candidates: Iterable[Path]) -> dict[str, Any]:
         names = " or ".join(str(p) for p in candidates)
         raise ConfigError(f"No hyperparameters file found; write one to {names}.")
     log.info("Hyperparameters from %s", ", ".join(str(p) for p in found))
-    platform = sorted(k for k in merged if k.startswith(PLATFORM_PREFIX))
+    platform = sorted(k for k in merged if is_platform_key(k))
     if platform:
-        log.info("Ignoring platform keys: %s", ", ".join(platform))
-    return {k: v for k, v in merged.items() if not k.startswith(PLATFORM_PREFIX)}
+        log.info("Ignoring the platform's own hyperparameters: %s", ", ".join(platform))
+    return {k: v for k, v in merged.items() if not is_platform_key(k)}
 
 
 def validate_config(raw: dict[str, Any]) -> Config:

@@ -82,7 +82,8 @@ class DryRun:
         frames = {s: sample_split(config, f, labels[s], sample_rows(config, s)) for s, f in data.frames.items()}
         log.info("Dry run: the job runs on %s in %s", _rows(frames), self.folder)
         scratch_config = revalidated(config, SCRATCH_OVERRIDES, "the dry run's one-epoch settings")
-        return paths.with_outputs_in(self.folder), replace(setup, config=scratch_config), replace(data, frames=frames)
+        sample_setup = replace(setup, config=scratch_config, reports=False)  # no tuning lines, no MLflow run
+        return paths.with_outputs_in(self.folder), sample_setup, replace(data, frames=frames)
 
     def report(self, outcome: JobOutcome) -> str:
         """Print and return the report (on global rank 0 only: the other ranks return it unprinted)."""

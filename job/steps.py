@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,13 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pandas as pd
 import torch
+from lightning.pytorch.loggers import MLFlowLogger
 from transformers import PreTrainedTokenizerBase
 
 from contracts.environment import RunSwitches
 from contracts.paths import ContractPaths
-from evaluation.report import SplitResult, write_evaluation
+from contracts.platform import read_cluster
+from evaluation.report import SplitResult, metric_scalars, write_evaluation
 from export.manifest import RunRecord
 from export.model_files import artifacts_bundle, write_model_files
 from export.onnx_export import export_verified_onnx
@@ -47,6 +50,7 @@ from training.checkpoints import checkpoint_to_resume, data_digests, run_fingerp
 from training.data import fit_loaders
 from training.distributed import ProcessPlan, local_rank_zero_first, others_wait_for_global_zero, plan_processes
 from training.interruption import StopRequest
+from training.tracking import training_loggers
 from training.trainer import build_trainer, fit, trained_model, training_module
 
 log = logging.getLogger(__name__)
@@ -56,10 +60,12 @@ EVALUATED_SPLITS = ("val", "test")
 
 @dataclass(frozen=True)
 class Setup:
-    """Configure: the validated config (upstream inputs applied) and how processes and devices are laid out."""
+    """Configure: the validated config (upstream inputs applied), how processes and devices are laid
+    out, and whether the run reports to tuning jobs and trackers (a dry run does not)."""
 
     config: Config
     plan: ProcessPlan
+    reports: bool = True
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,10 @@ def configure(paths: ContractPaths, switches: RunSwitches, run: RunRecord) -> Se
     run.record_pipeline_inputs(upstream.files)
     for note in inactive_settings(upstream.config):
         log.warning(note)
-    plan = plan_processes(upstream.config)
+    cluster = read_cluster(os.environ, paths.resource_config)
+    if cluster is not None:
+        log.info("SageMaker hosts %s from %s; this is %s", list(cluster.hosts), cluster.source, cluster.current_host)
+    plan = plan_processes(upstream.config, cluster=cluster)
     pl.seed_everything(upstream.config.seed, workers=True, verbose=False)
     return Setup(upstream.config, plan)
 
@@ -186,14 +195,10 @@ def train(
     config, plan = setup.config, setup.plan
     train_loader, val_loader = fit_loaders(prepared.splits, config, pad_id=pretrained.pad_id, on_gpu=plan.on_gpu)
     module = training_module(built.model, config, plan)
+    loggers = training_loggers(config, paths.training_log_dir, paths.tensorboard_dir, mlflow=setup.reports)
     trainer = build_trainer(
-        config,
-        plan,
-        len(prepared.splits["train"]),
-        paths.checkpoints_dir,
-        paths.training_log_dir,
-        resume.data_digests,
-        stop,
+        config, plan, len(prepared.splits["train"]), paths.checkpoints_dir, loggers, resume.data_digests, stop,
+        metric_lines=setup.reports,
     )
     fit(trainer, module, train_loader, val_loader, resume.checkpoint)
     return Trained(trained_model(trainer, module, config, pretrained.backbone), trainer)
@@ -281,3 +286,15 @@ def record(
         onnx_parity=onnx_parity,
         metrics=metrics,
     )
+
+
+def track(paths: ContractPaths, trained: Trained, metrics: dict) -> None:
+    """Once the outputs are in place (global rank 0): the final metrics and the files of ``model/`` to
+    MLflow, when it tracks the run (``training.tracking``)."""
+    for logger in trained.trainer.loggers:
+        if isinstance(logger, MLFlowLogger) and metrics:
+            client, run_id = logger.experiment, logger.run_id
+            for tag, value in metric_scalars(metrics):
+                client.log_metric(run_id, f"final/{tag}", value)
+            client.log_artifacts(run_id, str(paths.model_dir), artifact_path="model")
+            log.info("Final metrics and the model files logged to MLflow run %s", run_id)

@@ -126,7 +126,7 @@ def test_layers_import_only_downwards():
 
 
 STEPS = ("configure", "load_pretrained", "read_data", "find_checkpoint", "preprocess", "build", "train",
-         "global_rank_zero_outputs", "export", "evaluate", "record")
+         "global_rank_zero_outputs", "export", "evaluate", "record", "track")
 
 
 @pytest.fixture

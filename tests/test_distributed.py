@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import socket
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 import torch
 
 from contracts.errors import ConfigError
+from contracts.platform import read_cluster
 from export.staging import WORK_PREFIX
 from helpers.data import hyperparameters, write_job
 from helpers.jobs import MODEL_FILES, run_script
@@ -35,15 +38,20 @@ def config(tiny_bert, **overrides):
     return validate_config(hyperparameters(tiny_bert, accelerator="cpu", **overrides))
 
 
+def plan(cfg, environ: dict, resource_config: Path | None = None):
+    """The process plan as the job makes it: the cluster from the variables, else from resourceconfig.json."""
+    return plan_processes(cfg, environ, read_cluster(environ, resource_config or Path("/nonexistent.json")))
+
+
 def test_one_process_by_default(tiny_bert):
-    plan = plan_processes(config(tiny_bert), {})
-    assert (plan.devices, plan.num_nodes, plan.node_rank, plan.strategy, plan.rendezvous) == (1, 1, 0, "single", {})
+    p = plan(config(tiny_bert), {})
+    assert (p.devices, p.num_nodes, p.node_rank, p.strategy, p.rendezvous) == (1, 1, 0, "single", {})
 
 
 def test_sagemaker_hosts_give_node_rank_master_and_port(tiny_bert):
-    plan = plan_processes(config(tiny_bert), TWO_HOSTS)
-    assert (plan.num_nodes, plan.node_rank, plan.world_size, plan.strategy) == (2, 1, 2, "ddp")
-    assert plan.rendezvous == {
+    p = plan(config(tiny_bert), TWO_HOSTS)
+    assert (p.num_nodes, p.node_rank, p.world_size, p.strategy) == (2, 1, 2, "ddp")
+    assert p.rendezvous == {
         "MASTER_ADDR": "algo-1",
         "MASTER_PORT": "29500",
         "NODE_RANK": "1",
@@ -51,20 +59,55 @@ def test_sagemaker_hosts_give_node_rank_master_and_port(tiny_bert):
         "GLOO_SOCKET_IFNAME": "eth0",
     }
     environ = {"MASTER_PORT": "7777"}
-    plan.export(environ)
+    p.export(environ)
     assert environ["MASTER_ADDR"] == "algo-1" and environ["NODE_RANK"] == "1"
     assert environ["MASTER_PORT"] == "7777", "a port the user set wins"
 
 
+def resource_config(folder: Path, hosts: list[str], current: str, interface: str = "eth0") -> Path:
+    """resourceconfig.json as the platform (and the SDK's local mode) writes it."""
+    path = folder / "resourceconfig.json"
+    hosts_ = [{"instance_group_name": "homogeneousCluster", "instances": hosts, "instance_type": "local"}]
+    path.write_text(json.dumps({"current_host": current, "hosts": hosts, "network_interface_name": interface,
+                                "current_group_name": "homogeneousCluster", "instance_groups": hosts_}))
+    return path
+
+
+def test_without_the_toolkits_variables_the_platforms_resourceconfig_gives_the_hosts(tiny_bert, tmp_path):
+    """The image's `train` runs the job without the sagemaker-training toolkit, which is what sets SM_HOSTS."""
+    path = resource_config(tmp_path, ["algo-2-x1y2z", "algo-1-x1y2z"], "algo-1-x1y2z", "eth1")
+    p = plan(config(tiny_bert), {}, path)
+    assert (p.num_nodes, p.node_rank, p.world_size, p.strategy) == (2, 0, 2, "ddp")
+    assert p.rendezvous["MASTER_ADDR"] == "algo-1-x1y2z" and p.rendezvous["GLOO_SOCKET_IFNAME"] == "eth1"
+    second = plan(config(tiny_bert), {}, resource_config(tmp_path, ["algo-2-x1y2z", "algo-1-x1y2z"], "algo-2-x1y2z"))
+    assert (second.node_rank, second.rendezvous["MASTER_ADDR"]) == (1, "algo-1-x1y2z")
+    with_variables = plan(config(tiny_bert), TWO_HOSTS, path)
+    assert (with_variables.node_rank, with_variables.rendezvous["MASTER_ADDR"]) == (1, "algo-1"), "variables win"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "resourceconfig.json is not valid JSON"),
+        ('{"current_host": "algo-1"}', "has no list of host names under 'hosts'"),
+        ('{"current_host": "algo-3", "hosts": ["algo-1", "algo-2"]}', "The current host 'algo-3' is not one of"),
+    ],
+)
+def test_a_broken_resourceconfig_names_the_file(tiny_bert, tmp_path, content, message):
+    (tmp_path / "resourceconfig.json").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        plan(config(tiny_bert), {}, tmp_path / "resourceconfig.json")
+
+
 def test_a_single_sagemaker_host_needs_no_rendezvous(tiny_bert):
-    plan = plan_processes(config(tiny_bert), {"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1"})
-    assert (plan.num_nodes, plan.rendezvous, plan.strategy) == (1, {}, "single")
+    p = plan(config(tiny_bert), {"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1"})
+    assert (p.num_nodes, p.rendezvous, p.strategy) == (1, {}, "single")
 
 
 def test_torchrun_variables_win(tiny_bert):
-    plan = plan_processes(config(tiny_bert, strategy="fsdp"), {**TORCHRUN, **TWO_HOSTS})
-    assert (plan.devices, plan.num_nodes, plan.node_rank, plan.launcher, plan.strategy) == (2, 2, 1, "torchrun", "fsdp")
-    assert plan.rendezvous == {}
+    p = plan(config(tiny_bert, strategy="fsdp"), {**TORCHRUN, **TWO_HOSTS})
+    assert (p.devices, p.num_nodes, p.node_rank, p.launcher, p.strategy) == (2, 2, 1, "torchrun", "fsdp")
+    assert p.rendezvous == {}
 
 
 @pytest.mark.parametrize(
@@ -73,7 +116,7 @@ def test_torchrun_variables_win(tiny_bert):
         (
             {},
             {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-9"},
-            "SM_CURRENT_HOST='algo-9' is not one of SM_HOSTS",
+            "The current host 'algo-9' is not one of the hosts ['algo-1', 'algo-2'] in SM_HOSTS",
         ),
         ({}, {"SM_HOSTS": "algo-1,algo-2", "SM_CURRENT_HOST": "algo-1"}, "SM_HOSTS='algo-1,algo-2' is not a JSON list"),
         ({"num_nodes": 3}, TWO_HOSTS, "num_nodes=3 but the hosts in SM_HOSTS gives 2"),
@@ -81,8 +124,8 @@ def test_torchrun_variables_win(tiny_bert):
     ],
 )
 def test_contradicting_process_settings_name_what_to_change(tiny_bert, overrides, environ, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        plan_processes(config(tiny_bert, **overrides), environ)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        plan(config(tiny_bert, **overrides), environ)
 
 
 @pytest.fixture
@@ -128,6 +171,59 @@ def test_gpu_requested_without_one_is_a_config_error(tiny_bert, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="accelerator='gpu' but no GPU is visible"):
         plan_processes(validate_config(hyperparameters(tiny_bert, accelerator="gpu")), {})
+
+
+@pytest.fixture
+def gpus_torch_cannot_use(tmp_path, monkeypatch):
+    """A GPU instance whose driver is too old for this torch's CUDA: the device files exist, the driver
+    reports its version, and torch sees no GPU. (Files and versions are what can be faked here.)"""
+    (tmp_path / "dev").mkdir()
+    for name in ("nvidia0", "nvidia1", "nvidiactl"):
+        (tmp_path / "dev" / name).touch()
+    version = tmp_path / "version"
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n")
+    monkeypatch.setattr(distributed, "NVIDIA_DEVICES", str(tmp_path / "dev" / "nvidia[0-9]*"))
+    monkeypatch.setattr(distributed, "NVIDIA_DRIVER_VERSION", str(version))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    return tmp_path
+
+
+@pytest.mark.parametrize("accelerator", ["auto", "gpu"])
+def test_gpus_torch_cannot_use_stop_the_job_with_the_driver_and_the_fix(tiny_bert, gpus_torch_cannot_use, accelerator):
+    with pytest.raises(ConfigError) as failure:
+        plan_processes(config_with(tiny_bert, accelerator=accelerator), {})
+    message = str(failure.value)
+    dev = gpus_torch_cannot_use / "dev"
+    assert message.startswith(f"The NVIDIA GPU device(s) {dev / 'nvidia0'}, {dev / 'nvidia1'} are present but PyTorch ")
+    assert "the host's NVIDIA driver is 535.104.05" in message
+    assert "built for CUDA 13.0, which needs driver >= 580" in message
+    assert "--build-arg BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime" in message
+    assert "or set accelerator=cpu to train on the CPU on purpose" in message
+
+
+def test_sagemakers_gpu_count_without_a_usable_gpu_stops_the_job(tiny_bert, gpus_torch_cannot_use, monkeypatch):
+    monkeypatch.setattr(distributed, "NVIDIA_DEVICES", str(gpus_torch_cannot_use / "none[0-9]*"))
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(ConfigError, match=r"SageMaker gives this job 4 GPU\(s\) \(SM_NUM_GPUS\) but PyTorch cannot use "
+                       r"them: this image's torch is a CPU build"):
+        plan_processes(config_with(tiny_bert), {"SM_NUM_GPUS": "4"})
+
+
+def test_the_cpu_on_purpose_trains_on_the_cpu_of_a_gpu_machine(tiny_bert, gpus_torch_cannot_use):
+    assert plan_processes(config_with(tiny_bert, accelerator="cpu"), {}).accelerator == "cpu"
+    assert plan_processes(config_with(tiny_bert), {"SM_NUM_GPUS": "0"}).accelerator == "cpu"
+
+
+def test_the_driver_version_is_read_from_procfs(tmp_path):
+    path = tmp_path / "version"
+    path.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  (dvs)\n")
+    assert distributed.nvidia_driver_version(str(path)) == "580.65.06"
+    assert distributed.nvidia_driver_version(str(tmp_path / "absent")) is None
+
+
+def config_with(tiny_bert, **overrides):
+    return validate_config(hyperparameters(tiny_bert, **overrides))
 
 
 def _split(rows: int) -> EncodedSplit:

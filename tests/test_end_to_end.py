@@ -42,12 +42,14 @@ def test_writes_evaluation_outputs(script_job):
 
 def test_prints_one_line_per_final_metric_matching_metrics_json(script_job):
     base, result = script_job
-    printed = {f"{s}/{m}": float(v) for s, m, v in METRIC_LINE.findall(result.stdout)}
+    lines = METRIC_LINE.findall(result.stdout)
+    final = {f"{s}/{m}": float(v) for s, m, v in lines[-12:]}  # the job's last lines: the final metrics
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
     for split in ("val", "test"):
         for name in ("auroc", "average_precision", "f1_score", "precision", "recall", "accuracy"):
-            assert printed[f"{split}/{name}"] == pytest.approx(metrics[split][name], abs=1e-4)
-    assert len(METRIC_LINE.findall(result.stdout)) == 12
+            assert final[f"{split}/{name}"] == pytest.approx(metrics[split][name], abs=1e-4)
+    during = lines[:-12]  # after each of the 3 validations: val/loss and the 6 metrics, for tuning jobs
+    assert len(during) == 3 * 7 and {s for s, _, _ in during} == {"val"}
 
 
 def test_model_learned_the_synthetic_signal(script_job):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -76,6 +77,31 @@ def test_job_file_overrides_shipped_file_and_platform_keys_are_dropped(tmp_path)
     raw = read_hyperparameters([shipped, job])
     assert raw["lr"] == "0.5" and raw["batch_size"] == 8
     assert not any(k.startswith("sagemaker_") for k in raw)
+
+
+def test_a_tuning_job_validates_with_the_keys_sagemaker_adds(tmp_path, caplog):
+    """A hyperparameter tuning job adds _tuning_objective_metric (and the SDK sagemaker_* keys),
+    all as strings; the job ignores them, logs them once, and any other unknown key is an error."""
+    job = tmp_path / "hyperparameters.json"
+    tuned = {
+        **{k: json.dumps(v) for k, v in BASE.items()},
+        "lr": "3.5e-05",
+        "_tuning_objective_metric": '"val:auroc"',
+        "sagemaker_estimator_class_name": '"Estimator"',
+        "sagemaker_estimator_module": '"sagemaker.estimator"',
+    }
+    job.write_text(json.dumps(tuned))
+    with caplog.at_level(logging.INFO):
+        config = validate_config(read_hyperparameters([job]))
+    assert config.lr == 3.5e-05
+    noted = [r.getMessage() for r in caplog.records if "platform's own hyperparameters" in r.getMessage()]
+    assert noted == [
+        "Ignoring the platform's own hyperparameters: _tuning_objective_metric, sagemaker_estimator_class_name, "
+        "sagemaker_estimator_module"
+    ]
+    job.write_text(json.dumps({**tuned, "_objective": '"x"'}))
+    with pytest.raises(ConfigError, match="Unknown hyperparameter '_objective'"):
+        validate_config(read_hyperparameters([job]))
 
 
 def test_missing_files_and_bad_json_are_config_errors(tmp_path):

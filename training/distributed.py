@@ -4,9 +4,11 @@ Three ways to start the job, one outcome (``ProcessPlan``):
 
 - one command on one machine (``docker run``, a single-host SageMaker job): this process is local
   rank 0; with several devices Lightning starts the other ranks itself when training begins;
-- SageMaker with several hosts: the toolkit starts this script once per host. ``SM_HOSTS`` and
-  ``SM_CURRENT_HOST`` give the node rank (index in the sorted host list) and the master (the first
-  host, port ``MASTER_PORT``), exported before the Trainer is built;
+- SageMaker with several hosts: the platform starts the container once per host, and
+  ``contracts.platform.Cluster`` (from ``resourceconfig.json``, or the toolkit's ``SM_HOSTS`` /
+  ``SM_CURRENT_HOST``) gives the node rank (index in the sorted host list) and the master (the
+  first host, port ``MASTER_PORT``), exported before the Trainer is built; ranks are node rank x
+  devices per node + local rank;
 - ``torchrun``: every rank is started by torchrun, whose variables (``RANK``, ``LOCAL_RANK``,
   ``GROUP_RANK``, ``LOCAL_WORLD_SIZE``, ``WORLD_SIZE``) decide devices and nodes.
 
@@ -17,9 +19,10 @@ sets it (0: train on the CPU), else every visible GPU (one process on a machine 
 from __future__ import annotations
 
 import contextlib
-import json
+import glob
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -31,10 +34,16 @@ import torch
 import torch.distributed as dist
 
 from contracts.errors import ConfigError
+from contracts.platform import Cluster
 from hyperparams.config import Config
 
 log = logging.getLogger(__name__)
 
+NVIDIA_DEVICES = "/dev/nvidia[0-9]*"  # one device file per GPU the container was given
+NVIDIA_DRIVER_VERSION = "/proc/driver/nvidia/version"
+# The oldest Linux driver of each CUDA major release (with CUDA's minor-version compatibility).
+DRIVER_FOR_CUDA = {"12": ">= 525", "13": ">= 580"}
+OLDER_DRIVER_BASE_IMAGE = "pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime"
 MASTER_PORT = 29500  # the torch.distributed default; every SageMaker host uses the same one
 TORCHRUN_VARIABLES = ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "WORLD_SIZE")
 # How long the other ranks wait for global rank 0 to export and evaluate: longer than any job may
@@ -75,8 +84,11 @@ class ProcessPlan:
         )
 
 
-def plan_processes(config: Config, environ: Mapping[str, str] | None = None) -> ProcessPlan:
-    """Devices, nodes and strategy from the config and the launch environment (``os.environ`` by default)."""
+def plan_processes(
+    config: Config, environ: Mapping[str, str] | None = None, cluster: Cluster | None = None
+) -> ProcessPlan:
+    """Devices, nodes and strategy from the config, the launch environment (``os.environ`` by
+    default) and the SageMaker cluster, if any."""
     env = os.environ if environ is None else environ
     sagemaker_gpus = _sagemaker_gpus(env)
     accelerator = _accelerator(config.accelerator, sagemaker_gpus)
@@ -87,9 +99,12 @@ def plan_processes(config: Config, environ: Mapping[str, str] | None = None) -> 
         _must_agree("devices", config.devices, devices, "torchrun's --nproc_per_node")
     else:
         devices = _devices(config.devices, accelerator, sagemaker_gpus)
-        nodes, node_rank, rendezvous = _sagemaker_hosts(env)
+        nodes, node_rank, rendezvous = _cluster_rendezvous(cluster)
         launcher = "lightning"
-    nodes_source = "torchrun's --nnodes" if launcher == "torchrun" else "the hosts in SM_HOSTS"
+    if launcher == "torchrun":
+        nodes_source = "torchrun's --nnodes"
+    else:
+        nodes_source = f"the hosts in {cluster.source}" if cluster else "a single host (no SageMaker cluster)"
     _must_agree("num_nodes", config.num_nodes, nodes, nodes_source)
     strategy = {"auto": "ddp" if devices * nodes > 1 else "single"}.get(config.strategy, config.strategy)
     return ProcessPlan(accelerator, devices, nodes, node_rank, strategy, launcher, rendezvous)
@@ -109,11 +124,58 @@ def _sagemaker_gpus(env: Mapping[str, str]) -> int | None:
 
 
 def _accelerator(requested: str, sagemaker_gpus: int | None) -> str:
+    if requested == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        unusable = unusable_gpus_reason(sagemaker_gpus)
+        if unusable:
+            raise ConfigError(unusable)
+        if requested in ("gpu", "cuda"):
+            raise ConfigError(f"accelerator={requested!r} but no GPU is visible; set accelerator to auto or cpu.")
+        return "cpu"
     if requested == "auto":
-        return "gpu" if torch.cuda.is_available() and sagemaker_gpus != 0 else "cpu"
-    if requested in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"accelerator={requested!r} but no GPU is visible; set accelerator to auto or cpu.")
-    return "gpu" if requested == "cuda" else requested
+        return "gpu" if sagemaker_gpus != 0 else "cpu"
+    return "gpu"
+
+
+def unusable_gpus_reason(sagemaker_gpus: int | None) -> str | None:
+    """Why NVIDIA GPUs that this machine has cannot be used by PyTorch, or None when it has none.
+
+    Training on the CPU of a GPU instance is hours at the price of a GPU, so it is refused: the
+    usual cause is a host driver older than the CUDA release this image's torch is built for.
+    """
+    devices = sorted(glob.glob(NVIDIA_DEVICES))
+    if sagemaker_gpus == 0 or not (devices or sagemaker_gpus):
+        return None  # no GPU here, or SageMaker says the job gets none
+    if devices:
+        present = f"The NVIDIA GPU device(s) {', '.join(devices)} are present"
+    else:
+        present = f"SageMaker gives this job {sagemaker_gpus} GPU(s) (SM_NUM_GPUS)"
+    driver = nvidia_driver_version()
+    built_for = torch.version.cuda
+    if built_for is None:
+        cause = "this image's torch is a CPU build"
+    else:
+        needed = DRIVER_FOR_CUDA.get(built_for.split(".")[0], "a newer one")
+        cause = (
+            f"the host's NVIDIA driver is {driver or 'unknown (no /proc/driver/nvidia/version)'} and this image's "
+            f"torch {torch.__version__} is built for CUDA {built_for}, which needs driver {needed}"
+        )
+    return (
+        f"{present} but PyTorch cannot use them: {cause}. Build the image for this host's driver "
+        f"(docker build --build-arg BASE_IMAGE={OLDER_DRIVER_BASE_IMAGE}: CUDA 12.8, driver >= 525), or set "
+        "accelerator=cpu to train on the CPU on purpose."
+    )
+
+
+def nvidia_driver_version(path: str | None = None) -> str | None:
+    """The kernel driver's version, e.g. ``535.104.05``, from its /proc file (None without one)."""
+    try:
+        text = Path(path or NVIDIA_DRIVER_VERSION).read_text()
+    except OSError:
+        return None
+    found = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", text)
+    return found.group(1) if found else None
 
 
 def _devices(requested: int | str, accelerator: str, sagemaker_gpus: int | None) -> int:
@@ -143,28 +205,14 @@ def _devices(requested: int | str, accelerator: str, sagemaker_gpus: int | None)
     return 1 if requested == "auto" else requested
 
 
-def _sagemaker_hosts(env: Mapping[str, str]) -> tuple[int, int, dict[str, str]]:
-    """(nodes, this node's rank, rendezvous variables) from SageMaker's host list; one node without it."""
-    if not env.get("SM_HOSTS"):
+def _cluster_rendezvous(cluster: Cluster | None) -> tuple[int, int, dict[str, str]]:
+    """(nodes, this node's rank, rendezvous variables) of a SageMaker cluster; one node without one."""
+    if cluster is None or len(cluster.hosts) == 1:
         return 1, 0, {}
-    try:
-        hosts = sorted(json.loads(env["SM_HOSTS"]))
-    except (ValueError, TypeError):
-        raise ConfigError(
-            f"SM_HOSTS={env['SM_HOSTS']!r} is not a JSON list of host names, e.g. [\"algo-1\", \"algo-2\"]."
-        ) from None
-    current = env.get("SM_CURRENT_HOST", "")
-    if current not in hosts:
-        raise ConfigError(
-            f"SM_CURRENT_HOST={current!r} is not one of SM_HOSTS {hosts}; SageMaker sets both, "
-            "check a hand-made environment."
-        )
-    if len(hosts) == 1:
-        return 1, 0, {}
-    rendezvous = {"MASTER_ADDR": hosts[0], "MASTER_PORT": str(MASTER_PORT), "NODE_RANK": str(hosts.index(current))}
-    if env.get("SM_NETWORK_INTERFACE_NAME"):  # the interface between hosts; NCCL and gloo may pick another
-        rendezvous["NCCL_SOCKET_IFNAME"] = rendezvous["GLOO_SOCKET_IFNAME"] = env["SM_NETWORK_INTERFACE_NAME"]
-    return len(hosts), hosts.index(current), rendezvous
+    rendezvous = {"MASTER_ADDR": cluster.master, "MASTER_PORT": str(MASTER_PORT), "NODE_RANK": str(cluster.node_rank)}
+    if cluster.network_interface:  # the interface between hosts; NCCL and gloo may pick another
+        rendezvous["NCCL_SOCKET_IFNAME"] = rendezvous["GLOO_SOCKET_IFNAME"] = cluster.network_interface
+    return len(cluster.hosts), cluster.node_rank, rendezvous
 
 
 def _must_agree(name: str, configured: int | str | None, actual: int, source: str) -> None:

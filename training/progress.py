@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar
 
 log = logging.getLogger("progress")
 
@@ -66,6 +66,20 @@ class PlainProgress(ProgressBar):
         log.info(
             "validation at step %d: %s", trainer.global_step, " ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items()))
         )
+
+
+class TuningMetricLines(Callback):
+    """After each validation, one line per validation metric, e.g. ``val/auroc=0.9412``, on global
+    rank 0: a hyperparameter tuning job reads them with its metric definitions
+    (``^val/auroc=([0-9.]+)$``) while training runs, so it can stop weak jobs early. The job prints
+    the same lines for the final metrics when it ends (those of the whole val set), last."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        for name, value in sorted(trainer.callback_metrics.items()):
+            if name.startswith("val/"):
+                print(f"{name}={float(value):.4f}", flush=True)
 
 
 def progress_callback() -> ProgressBar:

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy, Strategy
 from torch.distributed.fsdp import FSDPModule
 from torch.utils.data import DataLoader
@@ -25,7 +25,7 @@ from training.distributed import ProcessPlan
 from training.interruption import StopOnSignal, StopRequest, keep_lightning_off_sigterm
 from training.module import ClassifierModule
 from training.precision import choose_precision
-from training.progress import progress_callback
+from training.progress import TuningMetricLines, progress_callback
 from training.sampling import ResumableLoader
 from training.sharding import ShardedClassifierModule
 from training.timing import StepTimer
@@ -85,10 +85,13 @@ def build_trainer(
     plan: ProcessPlan,
     train_rows: int,
     checkpoints_dir: Path,
-    log_dir: Path,
+    loggers: list[Logger],
     data_digests: Mapping[str, str],
     stop: StopRequest,
+    metric_lines: bool = True,
 ) -> pl.Trainer:
+    """The Trainer; with ``metric_lines`` it prints ``val/<metric>=<value>`` after every validation,
+    the lines a tuning job's metric definitions read (see ``training.progress``)."""
     mode = monitor_mode(config.early_stop_metric)
     checkpoint = ModelCheckpoint(
         dirpath=checkpoints_dir,
@@ -108,6 +111,7 @@ def build_trainer(
         progress_callback(),
         checkpoint,
         StepTimer(),
+        *([TuningMetricLines()] if metric_lines else []),
     ]
     precision = choose_precision(config.fp16, plan.accelerator)
     if plan.strategy == "fsdp" and precision == "16-mixed":
@@ -130,7 +134,7 @@ def build_trainer(
         accumulate_grad_batches=config.accumulate_grad_batches,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
-        logger=TensorBoardLogger(save_dir=log_dir, name="", version=""),
+        logger=loggers,
         default_root_dir=checkpoints_dir,
         log_every_n_steps=10,
         num_sanity_val_steps=0,
