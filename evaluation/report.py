@@ -29,7 +29,7 @@ from evaluation.metrics import best_f1_threshold, compute_metrics
 from evaluation.plots import calibration_figure, confusion_figure, pr_figure, roc_figure, save_figure
 from hyperparams.config import Config
 from inference.outputs import DEFAULT_THRESHOLD, predicted_classes, prediction_frame
-from processing.files import write_table
+from processing.files import SplitFiles, write_table
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class SplitResult:
     y_true: np.ndarray  # class indices
     probs: np.ndarray  # [rows, classes]
     frame: pd.DataFrame  # the split as read (ids and original labels)
-    file: Path
+    file: SplitFiles | Path  # where it was read from: the predictions keep its format
 
 
 def write_evaluation(output_dir: Path, config: Config, results: dict[str, SplitResult], step: int = 0) -> dict:
@@ -62,7 +62,7 @@ def write_evaluation(output_dir: Path, config: Config, results: dict[str, SplitR
     return metrics
 
 
-def write_predictions(frame: pd.DataFrame, output_dir: Path, split: str, input_file: Path) -> Path:
+def write_predictions(frame: pd.DataFrame, output_dir: Path, split: str, input_file: SplitFiles | Path) -> Path:
     """``<split>_predictions.<the input file's format>``."""
     path = output_dir / f"{split}_predictions{input_file.suffix.lower()}"
     write_table(frame, path)

@@ -34,10 +34,11 @@ from torch import nn
 from export.onnx_export import PARITY_TOLERANCE
 from hyperparams.config import Config
 from processing.cache import file_sha256
+from processing.files import SplitFiles
 from training.trainer import exported_checkpoint
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: inputs.<split> lists its files (a channel may hold shards)
 LIBRARIES = (
     "torch", "lightning", "transformers", "tokenizers", "torchmetrics", "onnx", "onnxruntime", "onnxscript",
     "pandas", "pyarrow", "numpy", "scikit-learn", "pydantic",
@@ -68,7 +69,7 @@ class RunRecord:
         model_dir: Path,
         *,
         config: Config,
-        files: Mapping[str, Path],
+        files: Mapping[str, SplitFiles],
         frames: Mapping[str, pd.DataFrame],
         model: nn.Module,
         trainer: pl.Trainer,
@@ -80,7 +81,7 @@ class RunRecord:
         ended = datetime.now(UTC)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
-            "inputs": {split: {**file_entry(path), "rows": len(frames[split])} for split, path in files.items()},
+            "inputs": {split: split_entry(source, len(frames[split])) for split, source in files.items()},
             "model_artifacts_input": self.pipeline_inputs,
             "config": config_json,
             "config_sha256": config_sha256(config_json),
@@ -112,6 +113,16 @@ class RunRecord:
         path = model_dir / MANIFEST_NAME
         path.write_text(json.dumps(manifest, indent=2))
         return path
+
+
+def split_entry(source: SplitFiles, rows: int) -> dict[str, Any]:
+    """A split's rows and SHA-256 (of its file, or of its shards together), and each file with its rows."""
+    shard_rows = source.rows or (rows,)
+    return {
+        "rows": rows,
+        "sha256": source.sha256(),
+        "files": [{**file_entry(path), "rows": n} for path, n in zip(source.paths, shard_rows)],
+    }
 
 
 def file_entry(path: Path) -> dict[str, Any]:

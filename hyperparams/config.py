@@ -67,7 +67,9 @@ class Config(BaseModel):
         "Default: all of cat_field_list.",
     )
     train_filename: str | None = Field(
-        None, description="File in the train channel; default: the first .csv/.tsv/.parquet in sorted order."
+        None,
+        description="File in the train channel; default: every .csv/.tsv/.parquet file of the channel in sorted "
+        "order (one file, or the shards of one format).",
     )
     val_filename: str | None = Field(None, description="File in the val channel; default as for train.")
     test_filename: str | None = Field(None, description="File in the test channel; default as for train.")

@@ -40,7 +40,7 @@ from models.classifier import Classifier
 from models.registry import build_model, initial_word_embeddings, trainable_parameters
 from processing.cache import TextCache
 from processing.dataset import BatchCollator
-from processing.files import read_splits
+from processing.files import SplitFiles, read_splits
 from processing.loaders import scoring_loader
 from processing.preparation import PreparedData, prepare_data
 from processing.text.loading import check_sequence_limit, load_tokenizer
@@ -82,9 +82,9 @@ class Pretrained:
 
 @dataclass(frozen=True)
 class InputData:
-    """Read and check the data: each split's file, its rows, and the file's SHA-256."""
+    """Read and check the data: each split's file (or shards), its rows, and their SHA-256."""
 
-    files: dict[str, Path]
+    files: dict[str, SplitFiles]
     frames: dict[str, pd.DataFrame]
     digests: dict[str, str]
 

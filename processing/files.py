@@ -1,8 +1,19 @@
-"""Reading and writing the split files (CSV, TSV, Parquet), keeping each file's format."""
+"""Reading and writing the split files (CSV, TSV, Parquet), keeping each file's format.
+
+A channel holds one file, or the shards an upstream step wrote (Spark, Glue and others write
+``part-00000.parquet``, ``part-00001.parquet``, ...): without ``<split>_filename`` every data file
+of the channel is read, in sorted order, and the shards are joined into one split. Marker and
+checksum files (``_SUCCESS``, ``.part-00000.crc``) and hidden files are not data. The shards must
+share one format and one set of columns; a shard without a single byte is an error, like an empty
+file (a shard with a header and no rows adds nothing).
+"""
 
 from __future__ import annotations
 
 import codecs
+import hashlib
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -10,33 +21,82 @@ import pyarrow.parquet as pq
 
 from contracts.errors import DataError
 from hyperparams.config import Config
+from processing.cache import file_sha256
+
+log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 SEPARATORS = {"csv": ",", "tsv": "\t"}
 SEPARATOR_NAMES = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "'|'"}
 
 
-def find_data_file(directory: Path, configured_name: str | None, split: str) -> Path:
-    """The configured file, or the first .csv/.tsv/.parquet file in sorted order."""
+@dataclass(frozen=True)
+class SplitFiles:
+    """The file or the shards of one split, in reading order, and the rows each held once read."""
+
+    paths: tuple[Path, ...]
+    rows: tuple[int, ...] = ()
+
+    @property
+    def suffix(self) -> str:
+        """The split's format as a file suffix (``.csv``); prediction files keep it."""
+        return self.paths[0].suffix.lower()
+
+    def sha256(self) -> str:
+        """The file's SHA-256; for shards, the SHA-256 of their names and SHA-256s in order."""
+        if len(self.paths) == 1:
+            return file_sha256(self.paths[0])
+        digest = hashlib.sha256()
+        for path in self.paths:
+            digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+        return digest.hexdigest()
+
+    def __str__(self) -> str:
+        if len(self.paths) == 1:
+            return str(self.paths[0])
+        names = [p.name for p in self.paths]
+        shown = ", ".join(names[:3]) + (f", ... {names[-1]}" if len(names) > 3 else "")
+        return f"{self.paths[0].parent} ({len(names)} shards: {shown})"
+
+
+def find_split_files(directory: Path, configured_name: str | None, split: str) -> SplitFiles:
+    """The configured file, or every data file of the channel in sorted order (all of one format)."""
     if not directory.is_dir():
         raise DataError(f"The {split} data folder {directory} does not exist; put the {split} split there.")
+    present = sorted(p.name for p in directory.iterdir())
     if configured_name:
         path = directory / configured_name
         if not path.is_file():
-            present = sorted(p.name for p in directory.iterdir())
             raise DataError(
                 f"{split}_filename is {configured_name!r} but {directory} holds only {present}; fix the name."
             )
         file_format(path)
-        return path
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and path.suffix.lower() in FORMATS:
-            return path
-    present = sorted(p.name for p in directory.iterdir())
-    raise DataError(
-        f"No .csv, .tsv or .parquet file in the {split} folder {directory} (found {present or 'nothing'}); "
-        f"add the {split} split there or set {split}_filename."
-    )
+        return SplitFiles((path,))
+    files = [directory / name for name in present if (directory / name).is_file() and not _marker_file(name)]
+    data = [path for path in files if path.suffix.lower() in FORMATS]
+    if not data:
+        raise DataError(
+            f"No .csv, .tsv or .parquet file in the {split} folder {directory} (found {present or 'nothing'}); "
+            f"add the {split} split there or set {split}_filename."
+        )
+    formats = sorted({FORMATS[path.suffix.lower()] for path in data})
+    if len(formats) > 1:
+        by_format = "; ".join(
+            f"{fmt}: {', '.join(p.name for p in data if FORMATS[p.suffix.lower()] == fmt)}" for fmt in formats
+        )
+        raise DataError(
+            f"The {split} folder {directory} mixes formats ({by_format}); keep the shards of one format there, "
+            f"or set {split}_filename to the file to read."
+        )
+    others = [path.name for path in files if path not in data]
+    if others:
+        log.info("The %s folder %s also holds %s, which are not data files; not read", split, directory, others)
+    return SplitFiles(tuple(data))
+
+
+def _marker_file(name: str) -> bool:
+    """Files upstream writers leave beside the data: _SUCCESS and the like, checksums, hidden files."""
+    return name.startswith((".", "_")) or name.endswith(".crc")
 
 
 def file_format(path: Path) -> str:
@@ -146,14 +206,32 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(path, sep=SEPARATORS[fmt], index=False)
 
 
-def load_splits(channels: dict[str, Path], filenames: dict[str, str | None], string_columns: list[str]):
-    """Find and read the train/val/test files: ({split: path}, {split: frame})."""
-    files = {split: find_data_file(directory, filenames.get(split), split) for split, directory in channels.items()}
-    frames = {split: read_table(path, string_columns) for split, path in files.items()}
+def read_split(files: SplitFiles, string_columns: list[str] = ()) -> tuple[pd.DataFrame, SplitFiles]:
+    """The split's rows (the shards joined in order), and the files with the rows each held."""
+    frames = [read_table(path, string_columns) for path in files.paths]
+    if len(frames) == 1:
+        return frames[0], replace(files, rows=(len(frames[0]),))
+    columns = list(frames[0].columns)
+    for path, frame in zip(files.paths[1:], frames[1:]):
+        if set(frame.columns) != set(columns):
+            extra = [str(c) for c in frame.columns if c not in columns]
+            lacking = [str(c) for c in columns if c not in frame.columns]
+            differences = [f"it has {extra} in addition"] if extra else []
+            differences += [f"it lacks {lacking}"] if lacking else []
+            raise DataError(
+                f"Shard {path} has other columns than {files.paths[0].name}: {'; '.join(differences)}. "
+                "Every shard of a split must have the same columns; write them again with one schema."
+            )
+    log.info("Read %d shards into one split: %s", len(frames), files)
+    joined = pd.concat([frame[columns] for frame in frames], ignore_index=True)
+    return joined, replace(files, rows=tuple(len(frame) for frame in frames))
+
+
+def read_splits(channels: dict[str, Path], config: Config) -> tuple[dict[str, SplitFiles], dict[str, pd.DataFrame]]:
+    """The files of each split and their rows; ids and text read as text (CSV/TSV), so ``00123`` keeps its zeros."""
+    names = {"train": config.train_filename, "val": config.val_filename, "test": config.test_filename}
+    string_columns = [config.id_name, *config.text_fields.values()]
+    files, frames = {}, {}
+    for split, directory in channels.items():
+        frames[split], files[split] = read_split(find_split_files(directory, names.get(split), split), string_columns)
     return files, frames
-
-
-def read_splits(channels: dict[str, Path], config: Config):
-    """The configured (or first) file of each split; ids and text read as text."""
-    filenames = {"train": config.train_filename, "val": config.val_filename, "test": config.test_filename}
-    return load_splits(channels, filenames, string_columns=[config.id_name, *config.text_fields.values()])

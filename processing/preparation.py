@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hyperparams.config import Config
-from processing.cache import TextCache, cache_key, file_sha256, tokenizer_fingerprint
+from processing.cache import TextCache, cache_key, tokenizer_fingerprint
 from processing.dataset import EncodedSplit
+from processing.files import SplitFiles
 from processing.labels import LabelEncoder
 from processing.tabular import TabularEncoders
 from processing.text.chunking import ChunkStats
@@ -54,7 +54,7 @@ def encode_texts(
     config: Config,
     tokenizer,
     frames: Mapping[str, pd.DataFrame],
-    files: Mapping[str, Path],
+    files: Mapping[str, SplitFiles],
     cache: TextCache | None = None,
 ) -> tuple[dict[str, dict[str, RaggedChunks]], dict[str, ChunkStats]]:
     """Every text column of every split through its chain: {split: {role: chunks}}, stats per role.
@@ -65,7 +65,7 @@ def encode_texts(
     encoded: dict[str, dict[str, RaggedChunks]] = {split: {} for split in frames}
     stats: dict[str, ChunkStats] = {}
     tokenizer_digest = tokenizer_fingerprint(tokenizer) if cache else ""
-    digests = {split: file_sha256(path) for split, path in files.items()} if cache else {}
+    digests = {split: source.sha256() for split, source in files.items()} if cache else {}
     for role, column in config.text_fields.items():
         settings = text_settings(config, role)
         pipeline = build_text_pipeline(settings["steps"], tokenizer, max_sen_len=config.max_sen_len,
@@ -97,7 +97,7 @@ def prepare_data(
     config: Config,
     frames: Mapping[str, pd.DataFrame],
     tokenizer,
-    files: Mapping[str, Path],
+    files: Mapping[str, SplitFiles],
     cache: TextCache | None = None,
 ) -> PreparedData:
     _, label_ids = encode_labels(config, frames)

@@ -396,6 +396,28 @@ def _as_json_lines(split: str):
     return damage
 
 
+def _shards(split: str, fmt: str = "csv", change=None):
+    """The split's file rewritten as three shards in a Spark-style folder; ``change(index, frame)``
+    may alter a shard (or return None to leave it empty, zero bytes)."""
+
+    def damage(data: Path):
+        path = data / split / f"{split}.{fmt}"
+        frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
+        path.unlink()
+        for index, part in enumerate((frame.iloc[:5], frame.iloc[5:9], frame.iloc[9:])):
+            shard = data / split / f"part-{index:05d}.{fmt}"
+            part = change(index, part) if change else part
+            if part is None:
+                shard.write_bytes(b"")
+            elif fmt == "parquet":
+                part.to_parquet(shard, index=False)
+            else:
+                part.to_csv(shard, index=False)
+        (data / split / "_SUCCESS").write_text("")
+
+    return damage
+
+
 def _artifacts(**files: str):
     """Files (name -> content) in the model_artifacts_input channel."""
 
@@ -547,6 +569,19 @@ DATA_CASES = {
         ["val.parquet could not be read as PARQUET", "not Parquet at all"],
         fmt="parquet",
         files=lambda d: (d / "val" / "val.parquet").write_bytes(b"PAR1 not really parquet"),
+    ),
+    "shard with other columns": DataCase(
+        ["part-00001.csv has other columns than part-00000.csv", "it lacks ['score']", "same columns"],
+        files=_shards("val", change=lambda index, part: part.drop(columns=["score"]) if index == 1 else part),
+    ),
+    "empty shard": DataCase(
+        ["part-00002.parquet is empty"],
+        fmt="parquet",
+        files=_shards("train", fmt="parquet", change=lambda index, part: None if index == 2 else part),
+    ),
+    "channel mixing formats": DataCase(
+        ["The test folder", "mixes formats (csv: test.csv; parquet: test.parquet)", "set test_filename"],
+        files=lambda d: pd.read_csv(d / "test" / "test.csv").to_parquet(d / "test" / "test.parquet"),
     ),
     "tsv written with commas": DataCase(
         [

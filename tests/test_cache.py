@@ -9,13 +9,13 @@ import processing.cache
 from helpers.data import hyperparameters, write_job
 from hyperparams.loading import validate_config
 from processing.cache import PROCESSING, TextCache, chain_sources, source_fingerprint
-from processing.files import read_table
+from processing.files import SplitFiles, read_table
 from processing.preparation import encode_texts
 
 
 def _encode(base, config, tokenizer, cache):
-    files = {s: base / "input" / "data" / s / f"{s}.csv" for s in ("train", "val", "test")}
-    frames = {s: read_table(p, ["uid", "review"]) for s, p in files.items()}
+    files = {s: SplitFiles((base / "input" / "data" / s / f"{s}.csv",)) for s in ("train", "val", "test")}
+    frames = {s: read_table(f.paths[0], ["uid", "review"]) for s, f in files.items()}
     return encode_texts(config, tokenizer, frames, files, cache)
 
 

@@ -27,13 +27,15 @@ def sha256(path) -> str:
 
 
 def test_inputs_name_each_split_file_with_size_hash_and_rows(binary_job, manifest):
+    assert manifest["manifest_version"] == 2
     for split in ("train", "val", "test"):
         path = binary_job / "input" / "data" / split / f"{split}.csv"
         entry = manifest["inputs"][split]
-        assert entry["path"] == str(path.resolve())
-        assert entry["bytes"] == len(path.read_bytes())
-        assert entry["sha256"] == sha256(path)
         assert entry["rows"] == len(pd.read_csv(path)) == {"train": 96, "val": 32, "test": 32}[split]
+        assert entry["sha256"] == sha256(path)  # one file: the split's hash is the file's
+        [file] = entry["files"]
+        assert file == {"path": str(path.resolve()), "bytes": len(path.read_bytes()), "sha256": sha256(path),
+                        "rows": entry["rows"]}
 
 
 def test_no_model_artifacts_input_was_read(manifest):

@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import Callback
 
 from contracts.errors import ConfigError
 from hyperparams.config import Config
-from processing.cache import file_sha256
+from processing.files import SplitFiles
 from training.sampling import ResumableLoader
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             partial.unlink(missing_ok=True)
 
 
-def data_digests(files: Mapping[str, Path]) -> dict[str, str]:
-    """sha256 of each split's input file."""
-    return {split: file_sha256(path) for split, path in files.items()}
+def data_digests(files: Mapping[str, SplitFiles]) -> dict[str, str]:
+    """SHA-256 of each split's input file (or of its shards)."""
+    return {split: source.sha256() for split, source in files.items()}
 
 
 def run_fingerprint(config: Config, data_digests: Mapping[str, str]) -> str:
