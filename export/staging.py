@@ -10,18 +10,29 @@ never sits beside the new outputs. An error while moving puts every moved entry 
 folders hold either the previous outputs or this run's, never a mix; only a process killed during
 those few renames can leave one. Entries named in ``keep`` (``tensorboard_train/``, written during
 training beside the evaluation files) are left as they are.
+
+A work folder is named after its host and process (``.staging-<host>-<pid>-<id>``). At the start
+only leftovers of this host whose process is gone are removed (or that carry this process's own
+id, from an earlier life of a restarted container); another process's folder, on this host or on
+another one sharing the folder, is never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 WORK_PREFIX = ".staging-"
+_OWNER = re.compile(rf"^{re.escape(WORK_PREFIX)}(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{{8}}$")
 
 
 @contextlib.contextmanager
@@ -39,13 +50,34 @@ def staged_directories(*final_dirs: Path, keep: frozenset[str] = frozenset()) ->
 
 
 def _remove_leftovers(final_dir: Path) -> None:
-    """Work folders of a job that was killed while staging."""
-    for stale in final_dir.glob(f"{WORK_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    """Work folders of a job of this host that was killed while staging."""
+    for work in final_dir.glob(f"{WORK_PREFIX}*"):
+        if _abandoned(work.name):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log.info("Leaving %s: another process is staging its outputs there", work)
+
+
+def _abandoned(name: str) -> bool:
+    owner = _OWNER.match(name)
+    if owner is None or owner["host"] != socket.gethostname():
+        return owner is None  # a folder of another host is that host's business
+    pid = int(owner["pid"])
+    return pid == os.getpid() or not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def _work_folder(final_dir: Path) -> Path:
-    work = final_dir / f"{WORK_PREFIX}{uuid.uuid4().hex[:8]}"
+    work = final_dir / f"{WORK_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     (work / "new").mkdir(parents=True)
     (work / "replaced").mkdir()
     return work

@@ -88,3 +88,34 @@ def test_a_first_run_creates_the_folders_and_a_killed_runs_leftovers_are_removed
     with staged_directories(model) as (stage,):
         (stage / "model.pth").write_text("weights")
     assert [p.name for p in model.iterdir()] == ["model.pth"]
+
+
+@pytest.mark.multiprocess
+def test_staging_of_another_live_process_or_host_is_left_alone(tmp_path):
+    """Two hosts (or two processes) writing into one shared folder: neither removes the other's work
+    folder; leftovers of a dead process of this host, or of this process's earlier life, go."""
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname()
+    model = tmp_path / "model"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        folders = {
+            "live process": f"{WORK_PREFIX}{host}-{sleeper.pid}-0000aaaa",
+            "other host": f"{WORK_PREFIX}algo-2-x1y2z-1-0000bbbb",
+            "dead process": f"{WORK_PREFIX}{host}-{dead.pid}-0000cccc",
+            "this process, earlier": f"{WORK_PREFIX}{host}-{os.getpid()}-0000dddd",
+        }
+        for name in folders.values():
+            (model / name / "new").mkdir(parents=True)
+        with staged_directories(model) as (stage,):
+            (stage / "model.pth").write_text("new weights")
+        left = sorted(p.name for p in model.iterdir())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert left == sorted([folders["live process"], folders["other host"], "model.pth"])
