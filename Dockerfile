@@ -1,11 +1,14 @@
-# syntax=docker/dockerfile:1
-# The training image: `docker build -t multimodal-training .` (docs/container.md).
+# The training image: `make image`, or `docker build -t multimodal-training:0.1.0 .` (docs/container.md).
 #
 # Base: the official PyTorch runtime image of the torch release pinned in requirements.txt
 # (torch 2.13.0, CUDA 13.0, cuDNN 9). Its torch satisfies `torch==2.13.0`, so pip keeps it and the
-# image carries one CUDA runtime. The host needs an NVIDIA driver that supports CUDA 13 (>= 580);
-# for older drivers, build from the matching `-cuda12.8-` tag instead. Without a GPU it runs on CPU.
-FROM pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime
+# image carries one CUDA runtime. The host needs an NVIDIA driver that supports CUDA 13 (>= 580).
+# For hosts whose driver is older than 580, build from a CUDA 12.x tag of the same release:
+#   docker build --build-arg BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime .
+# (check on Docker Hub that the tag exists for the release; the CUDA variants differ between releases).
+# Without a GPU it runs on CPU. The container tests build it FROM a CPU stand-in (docker/standin/).
+ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime
+FROM ${BASE_IMAGE}
 
 # NVIDIA_*: what the NVIDIA container runtime exposes to the container (as in NVIDIA's CUDA images).
 ENV LANG=C.UTF-8 \

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 from docker.utils.build import PatternMatcher
+from dockerfile_parse import DockerfileParser
 
 from helpers.data import hyperparameters, write_job
 from helpers.image import DOCKERFILE, ROOT, dockerignore_patterns, job_environment, lay_out_image, parse_dockerfile
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
+STANDIN_DOCKERFILE = ROOT / "docker" / "standin" / "Dockerfile"  # the tests' CPU stand-in for the base image
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess:
@@ -38,8 +40,9 @@ def wait_for_exec(pid: int, script: Path, timeout: float = 20.0) -> list[str]:
     raise AssertionError(f"process {pid} never became Python running {script}; last command line: {argv}")
 
 
-def test_dockerfile_passes_hadolint():
-    result = hadolint(DOCKERFILE)
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, STANDIN_DOCKERFILE], ids=["image", "standin"])
+def test_dockerfile_passes_hadolint(dockerfile):
+    result = hadolint(dockerfile)
     assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
 
 
@@ -54,12 +57,21 @@ def test_hadolint_flags_what_the_dockerfile_avoids(tmp_path):
 
 def test_image_pins_its_base_and_dependencies_and_installs_them_before_the_code():
     parser = parse_dockerfile()
-    # the official PyTorch runtime image of exactly the pinned torch release
-    assert re.fullmatch(r"pytorch/pytorch:2\.13\.0-cuda\d+\.\d+-cudnn\d+-runtime", parser.baseimage)
     lines = (ROOT / "requirements.txt").read_text().splitlines()
     requirements = [line for line in lines if line and not line.startswith("#")]
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", line) for line in requirements), requirements
-    assert "torch==2.13.0" in requirements
+    torch = next(line.removeprefix("torch==") for line in requirements if line.startswith("torch=="))
+    assert torch == "2.13.0"
+    # by default the official PyTorch runtime image of exactly the pinned torch release (the
+    # BASE_IMAGE build argument's default, which dockerfile-parse substitutes into FROM) ...
+    official = rf"pytorch/pytorch:{re.escape(torch)}-cuda\d+\.\d+-cudnn\d+-runtime"
+    assert re.fullmatch(official, parser.baseimage), parser.baseimage
+    # ... and `--build-arg BASE_IMAGE=...` swaps it (the CUDA 12.x tag for older drivers, the tests' stand-in)
+    cuda12 = f"pytorch/pytorch:{torch}-cuda12.8-cudnn9-runtime"
+    assert DockerfileParser(str(DOCKERFILE), build_args={"BASE_IMAGE": cuda12}).baseimage == cuda12
+    assert cuda12 in DOCKERFILE.read_text(), "the CUDA 12.x alternative is documented next to the ARG"
+    # no `# syntax=` line: BuildKit would try to pull that frontend image from a registry
+    assert not re.search(r"^#\s*syntax=", DOCKERFILE.read_text(), re.MULTILINE | re.IGNORECASE)
     env = parser.envs
     assert (env["PYTHONUNBUFFERED"], env["LANG"], env["LC_ALL"]) == ("1", "C.UTF-8", "C.UTF-8")
     steps = [(i["instruction"], i["value"]) for i in parser.structure if i["instruction"] in ("COPY", "RUN")]
@@ -111,3 +123,14 @@ def test_train_execs_python_so_sigterm_reaches_the_job(tmp_path, tiny_bert):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # the whole group: a shell left in between would leave Python behind
+
+
+def test_script_mode_requirements_are_the_images_without_torch():
+    """Script mode's requirements keep the framework image's torch and pin everything else as the image does."""
+
+    def pins(name: str) -> list[str]:
+        return [line for line in (ROOT / name).read_text().splitlines() if line and not line.startswith("#")]
+
+    image, script_mode = pins("requirements.txt"), pins("requirements-script-mode.txt")
+    assert [line for line in image if not line.startswith("torch==")] == script_mode
+    assert not any(line.split("==")[0] == "torch" for line in script_mode)
