@@ -12,7 +12,16 @@ DEMO_EVAL_ROWS ?= 1500
 # Tests run on this many worker processes (pytest-xdist); a test module stays on one worker.
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test test-fast bench lint clean
+# The image (docs/container.md). Debian's docker client (package docker.io) has BuildKit built in; a
+# newer standalone client earlier on PATH (e.g. /usr/local/bin/docker) refuses BuildKit without buildx.
+DOCKER ?= /usr/bin/docker
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+BASE_IMAGE ?= $(shell sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile)
+IMAGE ?= multimodal-training:$(VERSION)
+# The CPU stand-in for the PyTorch base image that the container tests build (no registry needed).
+STANDIN_IMAGE := multimodal-standin/pytorch:$(shell sed -n 's/^torch==//p' requirements.txt)-cpu
+
+.PHONY: setup demo test test-fast bench lint clean image standin-base sagemaker-venv
 
 setup: $(VENV)/.installed
 
@@ -44,7 +53,20 @@ test-fast: setup
 # ruff (rules in pyproject.toml) on the code, hadolint on the Dockerfile: no errors, no warnings.
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/hadolint Dockerfile docker/standin/Dockerfile
+
+# `make image BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime` for NVIDIA drivers older than 580.
+image:
+	DOCKER_BUILDKIT=1 $(DOCKER) build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+# Starts dockerd if no engine answers (as root), then builds $(STANDIN_IMAGE) (debootstrap + torch;
+# skipped when built from the same recipe); then: make image BASE_IMAGE=$(STANDIN_IMAGE)
+standin-base: setup
+	PYTHONPATH=tests $(PY) -m helpers.engine standin
+
+# The SageMaker Python SDK in its own virtualenv (build/venv-sagemaker) for local mode; the tests make it too.
+sagemaker-venv: setup
+	PYTHONPATH=tests $(PY) -m helpers.engine sdk
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -1,8 +1,9 @@
 """Fixtures shared by the test modules, and the test tiers.
 
 Tiers: a test that runs the job (or a CLI) in a child process is marked ``subprocess``, one that
-starts a second process ``multiprocess``, one that runs a benchmark script ``benchmark``; each of
-them is also marked ``slow`` here. ``make test-fast`` runs ``-m "not slow"``; ``make test`` runs all.
+starts a second process ``multiprocess``, one that runs a benchmark script ``benchmark``, one that
+builds and runs the real image under a Docker engine ``container``; each of them is also marked
+``slow`` here. ``make test-fast`` runs ``-m "not slow"``; ``make test`` runs all.
 """
 
 from __future__ import annotations
@@ -22,9 +23,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from helpers.data import CLASSES, build_tiny_bert, hyperparameters, make_rows, write_job  # noqa: E402
+from helpers.engine import (  # noqa: E402
+    EngineUnavailable,
+    ensure_project_image,
+    ensure_sdk_venv,
+    ensure_standin,
+    run_local_training_job,
+    start_engine,
+)
 from helpers.jobs import run_job_in_process, run_script  # noqa: E402
 
-SLOW_REASONS = ("subprocess", "multiprocess", "benchmark")
+SLOW_REASONS = ("subprocess", "multiprocess", "benchmark", "container")
+PRETRAINED_CHANNEL = "/opt/ml/input/data/pretrained"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -93,3 +103,59 @@ def script_job(tmp_path_factory, tiny_bert):
     result = run_script(base, args=("train",))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return base, result
+
+
+# The real image under a real Docker engine (tests marked ``container``; helpers/engine.py). Without an
+# engine these fixtures fail with what to install: a container test never skips.
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A Docker engine that answers: the running one, or dockerd started here (as root)."""
+    try:
+        return start_engine()
+    except EngineUnavailable as error:
+        pytest.fail(f"the container tests need a Docker engine: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def standin_base(docker_engine) -> str:
+    """The tag of the CPU stand-in for the PyTorch base image (built once, cached by its recipe)."""
+    try:
+        return ensure_standin(docker_engine)
+    except EngineUnavailable as error:
+        pytest.fail(f"the container tests cannot build the stand-in base image: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def training_image(docker_engine, standin_base) -> str:
+    """The tag of the project image built FROM the stand-in from this working tree."""
+    return ensure_project_image(docker_engine, standin_base)
+
+
+@pytest.fixture(scope="session")
+def sagemaker_sdk() -> Path:
+    """The Python of the SageMaker SDK's own virtualenv (build/venv-sagemaker, reused)."""
+    return ensure_sdk_venv()
+
+
+@pytest.fixture
+def sagemaker_local_job(tmp_path, tiny_bert, docker_engine, training_image, sagemaker_sdk):
+    """Runs a SageMaker training job in local mode on the test image and returns its ``LocalJob``:
+    ``run(instance_count=1, rows=(40, 12, 12), environment=None, **hyperparameters)``. Channels
+    train/val/test hold generated CSV splits; ``pretrained`` holds the tiny BERT, which the
+    ``tokenizer`` hyperparameter names by its container path; ``HF_HUB_OFFLINE=1``."""
+    runs = iter(range(100))
+
+    def run(instance_count: int = 1, rows=(40, 12, 12), environment: dict | None = None, **overrides):
+        work = tmp_path / f"job{next(runs)}"
+        data = write_job(work / "data", {}, rows=rows) / "input" / "data"
+        channels = {split: data / split for split in ("train", "val", "test")}
+        channels["pretrained"] = tiny_bert
+        hparams = hyperparameters(Path(PRETRAINED_CHANNEL), **{"max_epochs": 1, **overrides})
+        return run_local_training_job(
+            sagemaker_sdk, docker_engine, training_image, work, channels, hparams,
+            instance_count=instance_count, environment={"HF_HUB_OFFLINE": "1", **(environment or {})},
+        )
+
+    return run

@@ -1,6 +1,6 @@
 """The container: the Dockerfile passes hadolint, pins what it installs, packages complete code, and
-its ``train`` command hands the process over to Python (see ``docker_image`` for how the image is
-laid out without a Docker engine)."""
+its ``train`` command hands the process over to Python (see ``helpers/image.py`` for how the image is
+laid out without a Docker engine; ``test_image.py`` builds and runs the real image under one)."""
 
 from __future__ import annotations
 
