@@ -64,9 +64,11 @@ image:
 standin-base: setup
 	PYTHONPATH=tests $(PY) -m helpers.engine standin
 
-# The SageMaker Python SDK in its own virtualenv (build/venv-sagemaker) for local mode; the tests make it too.
+# The SageMaker Python SDK for local mode, v2 and v3 each in its own virtualenv (build/venv-sagemaker,
+# build/venv-sagemaker-v3); the container tests make them too.
 sagemaker-venv: setup
-	PYTHONPATH=tests $(PY) -m helpers.engine sdk
+	PYTHONPATH=tests $(PY) -m helpers.engine sdk-v2
+	PYTHONPATH=tests $(PY) -m helpers.engine sdk-v3
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -26,7 +26,6 @@ from helpers.data import CLASSES, build_tiny_bert, hyperparameters, make_rows, w
 from helpers.engine import (  # noqa: E402
     EngineUnavailable,
     ensure_project_image,
-    ensure_sdk_venv,
     ensure_standin,
     run_local_training_job,
     start_engine,
@@ -133,29 +132,25 @@ def training_image(docker_engine, standin_base) -> str:
     return ensure_project_image(docker_engine, standin_base)
 
 
-@pytest.fixture(scope="session")
-def sagemaker_sdk() -> Path:
-    """The Python of the SageMaker SDK's own virtualenv (build/venv-sagemaker, reused)."""
-    return ensure_sdk_venv()
-
-
 @pytest.fixture
-def sagemaker_local_job(tmp_path, tiny_bert, docker_engine, training_image, sagemaker_sdk):
+def sagemaker_local_job(tmp_path, tiny_bert, docker_engine, training_image):
     """Runs a SageMaker training job in local mode on the test image and returns its ``LocalJob``:
-    ``run(instance_count=1, rows=(40, 12, 12), environment=None, **hyperparameters)``. Channels
-    train/val/test hold generated CSV splits; ``pretrained`` holds the tiny BERT, which the
-    ``tokenizer`` hyperparameter names by its container path; ``HF_HUB_OFFLINE=1``."""
+    ``run(instance_count=1, sdk="v2", rows=(40, 12, 12), environment=None, **hyperparameters)``
+    (``sdk``: "v2" for ``Estimator``, "v3" for ``ModelTrainer``; each SDK's virtualenv is made on
+    first use). Channels train/val/test hold generated CSV splits; ``pretrained`` holds the tiny
+    BERT, which the ``tokenizer`` hyperparameter names by its container path; ``HF_HUB_OFFLINE=1``."""
     runs = iter(range(100))
 
-    def run(instance_count: int = 1, rows=(40, 12, 12), environment: dict | None = None, **overrides):
+    def run(instance_count: int = 1, sdk: str = "v2", rows=(40, 12, 12), environment: dict | None = None,
+            **overrides):
         work = tmp_path / f"job{next(runs)}"
         data = write_job(work / "data", {}, rows=rows) / "input" / "data"
         channels = {split: data / split for split in ("train", "val", "test")}
         channels["pretrained"] = tiny_bert
         hparams = hyperparameters(Path(PRETRAINED_CHANNEL), **{"max_epochs": 1, **overrides})
         return run_local_training_job(
-            sagemaker_sdk, docker_engine, training_image, work, channels, hparams,
-            instance_count=instance_count, environment={"HF_HUB_OFFLINE": "1", **(environment or {})},
+            docker_engine, training_image, work, channels, hparams, sdk=sdk, instance_count=instance_count,
+            environment={"HF_HUB_OFFLINE": "1", **(environment or {})},
         )
 
     return run

@@ -10,7 +10,6 @@ registry is reachable here); the fixtures in conftest.py start the engine and bu
 from __future__ import annotations
 
 import re
-import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -123,27 +122,28 @@ def test_a_bad_hyperparameter_fails_the_container_with_the_reason_and_no_model(
     assert not names(base / "model"), names(base / "model")
 
 
-def test_sagemaker_local_mode_runs_the_image_as_a_training_job_and_packs_its_outputs(sagemaker_local_job):
-    """The SDK (``Estimator(instance_type="local")``) writes /opt/ml/input/config (string-valued
-    hyperparameters, the channels, one host), mounts the four channels, runs ``train`` and packs
-    /opt/ml/model and /opt/ml/output into model.tar.gz and output.tar.gz under the output path."""
+@pytest.mark.parametrize("sdk", ["v2", "v3"])
+def test_sagemaker_local_mode_runs_the_image_as_a_training_job_and_packs_its_outputs(sagemaker_local_job, sdk):
+    """The SDK (v2: ``Estimator(instance_type="local")``, v3: ``ModelTrainer`` in
+    ``Mode.LOCAL_CONTAINER``) writes /opt/ml/input/config (string-valued hyperparameters, the four
+    channels, one host), mounts the channels, runs ``train`` and packs /opt/ml/model and
+    /opt/ml/output into model.tar.gz and output.tar.gz."""
     started = time.monotonic()
-    job = sagemaker_local_job(instance_count=1)
-    print(f"SageMaker local training job: {time.monotonic() - started:.1f} s")
+    job = sagemaker_local_job(instance_count=1, sdk=sdk)
+    print(f"SageMaker {sdk} local training job: {time.monotonic() - started:.1f} s")
     assert job.returncode == 0 and job.report.get("ok"), job.describe()
-    archives = {Path(name).name: name for name in job.artifacts}
-    assert {"model.tar.gz", "output.tar.gz"} <= set(archives), job.describe()
-    with tarfile.open(job.output_path / archives["model.tar.gz"]) as tar:
-        packed = {n.removeprefix("./").split("/")[0] for n in tar.getnames()} - {"", "."}
+    assert {"model.tar.gz", "output.tar.gz"} <= set(job.archives), job.describe()
+    packed = {name.split("/")[0] for name in job.contents["model.tar.gz"]} - {"", "."}
     assert packed == set(MODEL_FILES), sorted(packed)
-    with tarfile.open(job.output_path / archives["output.tar.gz"]) as tar:
-        output = {n.removeprefix("./") for n in tar.getnames()}
+    output = set(job.contents["output.tar.gz"])
     assert {f"data/{name}" for name in EVALUATION_FILES} <= output, sorted(output)
     assert "failure" not in output, sorted(output)
     (host, config), = job.report["hosts"].items()
     assert config["resourceconfig.json"]["hosts"] == [host], config
     assert set(config["inputdataconfig.json"]) == {"train", "val", "test", "pretrained"}, config
-    assert config["hyperparameters.json"]["tokenizer"] == "/opt/ml/input/data/pretrained", config
-    assert all(isinstance(v, str) for v in config["hyperparameters.json"].values()), config
-    # compose gives the container a TTY, so the job's log carries terminal codes around its lines
+    hparams = config["hyperparameters.json"]
+    assert hparams["tokenizer"] == "/opt/ml/input/data/pretrained", config
+    assert all(isinstance(v, str) for v in hparams.values()), config
+    assert hparams["tab_field_list"] == {"v2": "['score', 'count']", "v3": '["score", "count"]'}[sdk], config
+    # v2's compose gives the container a TTY, so the job's log carries terminal codes around its lines
     assert re.search(r"test/auroc=\d\.\d{4}", ANSI_CODE.sub("", job.log)), job.describe()

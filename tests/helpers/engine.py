@@ -12,8 +12,9 @@
   their recipe and are reused while it matches.
 - **Project image**: the repository's Dockerfile built FROM the stand-in (``BASE_IMAGE``), labelled
   with a hash of the build context and the base, so it is rebuilt exactly when the code changed.
-- **SageMaker SDK local mode**: the SDK lives in its own virtualenv (its pins clash with ``.venv``);
-  the scripts in ``tests/sagemaker_local/`` run under its Python and print JSON.
+- **SageMaker SDK local mode**: each SDK generation (v2 ``Estimator``, v3 ``ModelTrainer``) lives in
+  its own virtualenv under ``build/`` (its pins clash with ``.venv``); the scripts in
+  ``tests/sagemaker_local/`` run under its Python and print JSON.
 
 Test processes (pytest-xdist workers) share the engine and images: every start and build runs under
 an exclusive lock file in ``STATE_DIR``, and each checks under the lock whether another process has
@@ -59,8 +60,6 @@ TEST_IMAGE = "multimodal-training:test"
 RECIPE_LABEL = "org.multimodal-training.recipe"
 CONTEXT_LABEL = "org.multimodal-training.context"
 
-SAGEMAKER_SDK = "sagemaker==2.257.7"
-SDK_VENV = ROOT / "build" / "venv-sagemaker"
 SDK_SCRIPTS = ROOT / "tests" / "sagemaker_local"
 DUMMY_ROLE = "arn:aws:iam::111111111111:role/X"
 
@@ -369,26 +368,47 @@ def ensure_project_image(engine: Engine, base: str, tag: str = TEST_IMAGE) -> st
 # SageMaker SDK local mode ------------------------------------------------------------------------
 
 
-def ensure_sdk_venv(venv: Path = SDK_VENV, requirement: str = SAGEMAKER_SDK) -> Path:
-    """The Python of a virtualenv holding the SageMaker SDK (not ``.venv``: their pins clash),
-    created once and reused while it holds the pinned release."""
-    python = venv / "bin" / "python"
-    version = requirement.split("==")[1]
-    with locked("sdk-venv"):
+@dataclass(frozen=True)
+class Sdk:
+    """One generation of the SageMaker Python SDK: its pin, its own virtualenv (not ``.venv``: their
+    pins clash; v2 and v3 are both the package ``sagemaker``, so one each) and the script that
+    runs a local training job with it."""
+
+    requirement: str
+    venv: Path
+    script: Path
+
+
+SDKS = {
+    # Estimator(instance_type="local"): what docs/container.md shows; hyperparameters become str(value)
+    "v2": Sdk("sagemaker==2.257.7", ROOT / "build" / "venv-sagemaker", SDK_SCRIPTS / "train_estimator.py"),
+    # ModelTrainer(training_mode=Mode.LOCAL_CONTAINER); hyperparameters become JSON (strings kept as they are)
+    "v3": Sdk("sagemaker==3.27.0", ROOT / "build" / "venv-sagemaker-v3", SDK_SCRIPTS / "train_model_trainer.py"),
+}
+
+
+def ensure_sdk_venv(sdk: str = "v2") -> Path:
+    """The Python of the virtualenv holding SDK generation ``sdk``, created once and reused while
+    it holds the pinned release."""
+    spec = SDKS[sdk]
+    python = spec.venv / "bin" / "python"
+    version = spec.requirement.split("==")[1]
+    with locked(f"sdk-{sdk}"):
         if python.exists():
             query = "from importlib.metadata import version; print(version('sagemaker'))"
             check = subprocess.run([str(python), "-c", query], capture_output=True, text=True, timeout=120, check=False)
             if check.returncode == 0 and check.stdout.strip() == version:
                 return python
-            shutil.rmtree(venv)
+            shutil.rmtree(spec.venv)
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", requirement],
+        subprocess.run([sys.executable, "-m", "venv", str(spec.venv)], check=True, timeout=300)
+        install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", spec.requirement],
                                  capture_output=True, text=True, timeout=1800, check=False)
         if install.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise RuntimeError(f"pip install {requirement} failed:\n{_tail(install.stdout)}\n{_tail(install.stderr)}")
-        note(f"created {venv} with {requirement} in {time.monotonic() - started:.0f} s")
+            shutil.rmtree(spec.venv, ignore_errors=True)
+            raise RuntimeError(f"pip install {spec.requirement} failed:\n{_tail(install.stdout)}\n"
+                               f"{_tail(install.stderr)}")
+        note(f"created {spec.venv} with {spec.requirement} in {time.monotonic() - started:.0f} s")
     return python
 
 
@@ -409,6 +429,7 @@ def sdk_environment(engine: Engine, work: Path) -> dict[str, str]:
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         SAGEMAKER_USER_CONFIG_OVERRIDE=str(config),
+        SAGEMAKER_SUPPRESS_V2_WARNING="1",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -416,74 +437,77 @@ def sdk_environment(engine: Engine, work: Path) -> dict[str, str]:
 
 @dataclass
 class LocalJob:
-    """What a local-mode training job left: the script's JSON report, its log and the output path."""
+    """What a local-mode training job left: the script's JSON report (``ok``, ``error``, per host
+    its config files and mounts), the log, and the archives (``model.tar.gz``, ``output.tar.gz``)
+    with the names inside each."""
 
     returncode: int
     report: dict
     log: str
-    output_path: Path
-    artifacts: dict[str, list[str]] = field(default_factory=dict)
+    archives: dict[str, Path] = field(default_factory=dict)
+    contents: dict[str, list[str]] = field(default_factory=dict)
 
     def describe(self) -> str:
         """For assertion messages: the report and the end of the log."""
-        return f"exit {self.returncode}; report: {json.dumps(self.report, indent=1)[:4000]}\nlog:\n{_tail(self.log)}"
+        report = {k: v for k, v in self.report.items() if k != "traceback"}
+        return (f"exit {self.returncode}; report: {json.dumps(report, indent=1)[:4000]}\n"
+                f"{self.report.get('traceback', '')}\nlog:\n{_tail(self.log)}")
 
 
 def run_local_training_job(
-    sdk_python: Path,
     engine: Engine,
     image: str,
     work: Path,
     channels: dict[str, Path],
     hyperparameters: dict,
     *,
+    sdk: str = "v2",
     instance_count: int = 1,
     environment: dict[str, str] | None = None,
     timeout: float = 1200,
 ) -> LocalJob:
-    """A SageMaker training job in local mode (``Estimator(instance_type="local")``): the SDK starts
-    ``instance_count`` containers of ``image`` with docker-compose, as a training job would, and
-    packs ``/opt/ml/model`` and ``/opt/ml/output`` into ``model.tar.gz`` and ``output.tar.gz`` under
-    ``work/output``. The report (``tests/sagemaker_local/train_estimator.py``) also holds each
-    host's config files and the compose file's volumes."""
+    """A SageMaker training job in local mode: the SDK (generation ``sdk``, see ``SDKS``) writes each
+    host's /opt/ml/input/config, starts ``instance_count`` containers of ``image`` with
+    docker-compose as a training job would, and packs /opt/ml/model and /opt/ml/output into
+    ``model.tar.gz`` and ``output.tar.gz``. The script (``tests/sagemaker_local/``) reports each
+    host's config files and the compose file's mounts as well."""
+    python = ensure_sdk_venv(sdk)
     work.mkdir(parents=True, exist_ok=True)
-    output_path = work / "output"
     spec = {
         "image_uri": image,
         "role": DUMMY_ROLE,
         "instance_count": instance_count,
-        "output_path": output_path.as_uri(),
+        "output_path": (work / "output").as_uri(),
         "container_root": str(work / "containers"),
         "hyperparameters": hyperparameters,
         "environment": environment or {},
         "channels": {name: path.as_uri() for name, path in channels.items()},
     }
-    spec_file = work / "estimator.json"
+    spec_file = work / "job.json"
     spec_file.write_text(json.dumps(spec, indent=1))
-    command = [str(sdk_python), str(SDK_SCRIPTS / "train_estimator.py"), str(spec_file)]
-    result = subprocess.run(command, env=sdk_environment(engine, work), capture_output=True, text=True,
-                            timeout=timeout, check=False)
-    log = result.stdout + result.stderr
+    result = subprocess.run([str(python), str(SDKS[sdk].script), str(spec_file)], env=sdk_environment(engine, work),
+                            capture_output=True, text=True, timeout=timeout, check=False)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     try:
         report = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
         report = {}
-    artifacts = {}
-    for archive in output_path.rglob("*.tar.gz"):
+    archives, contents = {}, {}
+    folder = Path(report["artifacts"]) if report.get("artifacts") else None
+    for archive in sorted(folder.glob("*.tar.gz")) if folder and folder.is_dir() else []:
+        archives[archive.name] = archive
         with tarfile.open(archive) as tar:
-            artifacts[str(archive.relative_to(output_path))] = sorted(tar.getnames())
-    return LocalJob(result.returncode, report, log, output_path, artifacts)
-
+            contents[archive.name] = sorted(name.removeprefix("./") for name in tar.getnames())
+    return LocalJob(result.returncode, report, result.stdout + result.stderr, archives, contents)
 
 
 def main(argv: list[str]) -> int:
-    """``PYTHONPATH=tests python -m helpers.engine {engine,standin,image,sdk}`` (the Makefile's
-    ``standin-base`` and ``sagemaker-venv``): start the engine and build what is asked for,
-    printing the image tag or the SDK's Python."""
+    """``PYTHONPATH=tests python -m helpers.engine {engine,standin,image,sdk-v2,sdk-v3}`` (the
+    Makefile's ``standin-base`` and ``sagemaker-venv``): start the engine and build what is asked
+    for, printing the image tag or the SDK's Python."""
     what = argv[0] if argv else "image"
-    if what == "sdk":
-        print(ensure_sdk_venv())
+    if what.startswith("sdk-"):
+        print(ensure_sdk_venv(what.removeprefix("sdk-")))
         return 0
     engine = start_engine()
     if what == "engine":
@@ -493,7 +517,7 @@ def main(argv: list[str]) -> int:
     elif what == "image":
         print(ensure_project_image(engine, ensure_standin(engine)))
     else:
-        raise SystemExit(f"unknown target {what!r}: engine, standin, image or sdk")
+        raise SystemExit(f"unknown target {what!r}: engine, standin, image, sdk-v2 or sdk-v3")
     return 0
 
 

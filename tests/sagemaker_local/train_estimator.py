@@ -1,4 +1,5 @@
-"""A SageMaker training job in local mode, run with the SDK's own virtualenv (not the project's).
+"""A SageMaker training job in local mode with SDK v2's ``Estimator``, run with the SDK's own
+virtualenv (not the project's).
 
     python train_estimator.py SPEC.json
 
@@ -8,7 +9,8 @@ value into a string, as for a real job), ``environment`` and ``channels`` (name 
 The job's log (the containers' output, streamed by docker-compose) goes to stdout; the last line of
 stdout is one JSON object:
 
-- ``ok``, ``error`` (the SDK's exception when the job failed), ``job_name``, ``model_data``;
+- ``ok``, ``error`` (the SDK's exception when the job failed), ``job_name``, ``model_data``,
+  ``artifacts`` (the folder that receives ``model.tar.gz`` and ``output.tar.gz``: the output path);
 - ``hosts``: per host, the config files the SDK wrote into ``/opt/ml/input/config``
   (``resourceconfig.json``, ``inputdataconfig.json``, ``hyperparameters.json``), copied before the
   SDK deletes them at the end of the job;
@@ -32,7 +34,8 @@ def main(spec_file: str) -> int:
     from sagemaker.local import LocalSession
     from sagemaker.local import image as local_image
 
-    report: dict = {"ok": False, "error": None, "job_name": None, "model_data": None, "hosts": {}, "volumes": {}}
+    report: dict = {"ok": False, "error": None, "job_name": None, "model_data": None, "hosts": {}, "volumes": {},
+                    "artifacts": spec["output_path"].removeprefix("file://")}
     container = local_image._SageMakerContainer
 
     def generate_compose_file(self, command, additional_volumes=None, additional_env_vars=None):
