@@ -114,7 +114,8 @@ def docker_engine():
     try:
         return start_engine()
     except EngineUnavailable as error:
-        pytest.fail(f"the container tests need a Docker engine: {error}", pytrace=False)
+        problem = str(error)
+    pytest.fail(f"the container tests need a Docker engine: {problem}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +124,8 @@ def standin_base(docker_engine) -> str:
     try:
         return ensure_standin(docker_engine)
     except EngineUnavailable as error:
-        pytest.fail(f"the container tests cannot build the stand-in base image: {error}", pytrace=False)
+        problem = str(error)
+    pytest.fail(f"the container tests cannot build the stand-in base image: {problem}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -382,8 +382,10 @@ class Sdk:
 SDKS = {
     # Estimator(instance_type="local"): what docs/container.md shows; hyperparameters become str(value)
     "v2": Sdk("sagemaker==2.257.7", ROOT / "build" / "venv-sagemaker", SDK_SCRIPTS / "train_estimator.py"),
-    # ModelTrainer(training_mode=Mode.LOCAL_CONTAINER); hyperparameters become JSON (strings kept as they are)
-    "v3": Sdk("sagemaker==3.27.0", ROOT / "build" / "venv-sagemaker-v3", SDK_SCRIPTS / "train_model_trainer.py"),
+    # ModelTrainer(training_mode=Mode.LOCAL_CONTAINER); hyperparameters become JSON (strings kept as they are).
+    # sagemaker-train is the part of sagemaker 3.27.0 that holds ModelTrainer (and the tuner): half the
+    # install time of the whole SDK (68 s against 134 s here)
+    "v3": Sdk("sagemaker-train==1.27.0", ROOT / "build" / "venv-sagemaker-v3", SDK_SCRIPTS / "train_model_trainer.py"),
 }
 
 
@@ -392,10 +394,10 @@ def ensure_sdk_venv(sdk: str = "v2") -> Path:
     it holds the pinned release."""
     spec = SDKS[sdk]
     python = spec.venv / "bin" / "python"
-    version = spec.requirement.split("==")[1]
+    distribution, version = spec.requirement.split("==")
     with locked(f"sdk-{sdk}"):
         if python.exists():
-            query = "from importlib.metadata import version; print(version('sagemaker'))"
+            query = f"from importlib.metadata import version; print(version({distribution!r}))"
             check = subprocess.run([str(python), "-c", query], capture_output=True, text=True, timeout=120, check=False)
             if check.returncode == 0 and check.stdout.strip() == version:
                 return python
