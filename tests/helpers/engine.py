@@ -36,6 +36,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -456,6 +457,18 @@ class LocalJob:
                 f"{self.report.get('traceback', '')}\nlog:\n{_tail(self.log)}")
 
 
+def remove_compose_containers(engine: Engine, root: Path) -> None:
+    """Remove the containers docker-compose made from compose files under ``root`` (the SDK leaves
+    them stopped, and they would keep every former test image)."""
+    label = "com.docker.compose.project.working_dir"
+    listing = engine.docker("ps", "--all", "--filter", f"label={label}", "--format",
+                            f'{{{{.ID}}}} {{{{.Label "{label}"}}}}', check=False)
+    ours = [line.split(" ", 1)[0] for line in listing.stdout.splitlines()
+            if " " in line and Path(line.split(" ", 1)[1]).is_relative_to(root)]
+    if ours:
+        engine.docker("rm", "--force", *ours, check=False)
+
+
 def run_local_training_job(
     engine: Engine,
     image: str,
@@ -475,20 +488,26 @@ def run_local_training_job(
     host's config files and the compose file's mounts as well."""
     python = ensure_sdk_venv(sdk)
     work.mkdir(parents=True, exist_ok=True)
+    # v3 names the compose project after this folder: a name of its own keeps parallel jobs apart
+    container_root = work / f"containers-{uuid.uuid4().hex[:8]}"
     spec = {
         "image_uri": image,
         "role": DUMMY_ROLE,
         "instance_count": instance_count,
         "output_path": (work / "output").as_uri(),
-        "container_root": str(work / "containers"),
+        "container_root": str(container_root),
         "hyperparameters": hyperparameters,
         "environment": environment or {},
         "channels": {name: path.as_uri() for name, path in channels.items()},
     }
     spec_file = work / "job.json"
     spec_file.write_text(json.dumps(spec, indent=1))
-    result = subprocess.run([str(python), str(SDKS[sdk].script), str(spec_file)], env=sdk_environment(engine, work),
-                            capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        result = subprocess.run([str(python), str(SDKS[sdk].script), str(spec_file)],
+                                env=sdk_environment(engine, work), capture_output=True, text=True, timeout=timeout,
+                                check=False)
+    finally:
+        remove_compose_containers(engine, container_root)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     try:
         report = json.loads(lines[-1])
