@@ -21,7 +21,11 @@ IMAGE ?= multimodal-training:$(VERSION)
 # The CPU stand-in for the PyTorch base image that the container tests build (no registry needed).
 STANDIN_IMAGE := multimodal-standin/pytorch:$(shell sed -n 's/^torch==//p' requirements.txt)-cpu
 
-.PHONY: setup demo test test-fast bench lint clean image standin-base sagemaker-venv
+# Script mode (docs/container.md): the folder to upload as a PyTorch estimator's source_dir.
+SCRIPT_MODE_DIR ?= build/script_mode
+CODE := pytorch_training.py contracts hyperparams processing models training export evaluation inference job
+
+.PHONY: setup demo test test-fast bench lint clean image standin-base sagemaker-venv script-mode
 
 setup: $(VENV)/.installed
 
@@ -53,7 +57,7 @@ test-fast: setup
 # ruff (rules in pyproject.toml) on the code, hadolint on the Dockerfile: no errors, no warnings.
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/hadolint Dockerfile docker/standin/Dockerfile
+	$(VENV)/bin/hadolint Dockerfile docker/standin/Dockerfile docker/standin-framework/Dockerfile
 
 # `make image BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime` for NVIDIA drivers older than 580.
 image:
@@ -69,6 +73,14 @@ standin-base: setup
 sagemaker-venv: setup
 	PYTHONPATH=tests $(PY) -m helpers.engine sdk-v2
 	PYTHONPATH=tests $(PY) -m helpers.engine sdk-v3
+
+# The code and the job's own requirements (the image's pins without torch, so the framework image
+# keeps its torch); put your hyperparameters at hyperparams/hyperparameters.json first.
+script-mode:
+	rm -rf $(SCRIPT_MODE_DIR) && mkdir -p $(SCRIPT_MODE_DIR)
+	cp -R $(CODE) $(SCRIPT_MODE_DIR)/
+	cp requirements-script-mode.txt $(SCRIPT_MODE_DIR)/requirements.txt
+	find $(SCRIPT_MODE_DIR) -name __pycache__ -prune -exec rm -rf {} +
 
 bench: setup
 	$(PY) benchmarks/run_all.py

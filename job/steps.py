@@ -65,6 +65,7 @@ class Setup:
 
     config: Config
     plan: ProcessPlan
+    on_sagemaker: bool = False  # the platform's resourceconfig.json (or the toolkit's SM_HOSTS) is there
     reports: bool = True
 
 
@@ -143,7 +144,7 @@ def configure(paths: ContractPaths, switches: RunSwitches, run: RunRecord) -> Se
         log.info("SageMaker hosts %s from %s; this is %s", list(cluster.hosts), cluster.source, cluster.current_host)
     plan = plan_processes(upstream.config, cluster=cluster)
     pl.seed_everything(upstream.config.seed, workers=True, verbose=False)
-    return Setup(upstream.config, plan)
+    return Setup(upstream.config, plan, on_sagemaker=cluster is not None)
 
 
 def load_pretrained(config: Config) -> Pretrained:
@@ -198,7 +199,7 @@ def train(
     loggers = training_loggers(config, paths.training_log_dir, paths.tensorboard_dir, mlflow=setup.reports)
     trainer = build_trainer(
         config, plan, len(prepared.splits["train"]), paths.checkpoints_dir, loggers, resume.data_digests, stop,
-        metric_lines=setup.reports,
+        metric_lines=setup.reports, interactive=not setup.on_sagemaker,
     )
     fit(trainer, module, train_loader, val_loader, resume.checkpoint)
     return Trained(trained_model(trainer, module, config, pretrained.backbone), trainer)

@@ -24,7 +24,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from helpers.data import CLASSES, build_tiny_bert, hyperparameters, make_rows, write_job  # noqa: E402
 from helpers.engine import (  # noqa: E402
+    PRETRAINED_CHANNEL,
     EngineUnavailable,
+    ensure_framework_standin,
     ensure_project_image,
     ensure_standin,
     run_local_training_job,
@@ -33,7 +35,6 @@ from helpers.engine import (  # noqa: E402
 from helpers.jobs import run_job_in_process, run_script  # noqa: E402
 
 SLOW_REASONS = ("subprocess", "multiprocess", "benchmark", "container")
-PRETRAINED_CHANNEL = "/opt/ml/input/data/pretrained"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -132,6 +133,12 @@ def standin_base(docker_engine) -> str:
 def training_image(docker_engine, standin_base) -> str:
     """The tag of the project image built FROM the stand-in from this working tree."""
     return ensure_project_image(docker_engine, standin_base)
+
+
+@pytest.fixture(scope="session")
+def framework_image(docker_engine) -> str:
+    """The stand-in for SageMaker's PyTorch framework image (the stand-in base plus the toolkit), for script mode."""
+    return ensure_framework_standin(docker_engine)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ preprocessing handshake, and real 2-process DDP and FSDP runs on CPU through the
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -36,6 +37,15 @@ TORCHRUN = {"RANK": "3", "GROUP_RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE
 
 def config(tiny_bert, **overrides):
     return validate_config(hyperparameters(tiny_bert, accelerator="cpu", **overrides))
+
+
+@pytest.fixture(autouse=True)
+def network_interfaces(tmp_path_factory, monkeypatch):
+    """The hosts in these tests have the interfaces eth0 and eth1 (whatever this machine has)."""
+    folder = tmp_path_factory.mktemp("net")
+    for name in ("eth0", "eth1", "lo"):
+        (folder / name).mkdir()
+    monkeypatch.setattr(distributed, "NETWORK_INTERFACES", str(folder))
 
 
 def plan(cfg, environ: dict, resource_config: Path | None = None):
@@ -83,6 +93,16 @@ def test_without_the_toolkits_variables_the_platforms_resourceconfig_gives_the_h
     assert (second.node_rank, second.rendezvous["MASTER_ADDR"]) == (1, "algo-1-x1y2z")
     with_variables = plan(config(tiny_bert), TWO_HOSTS, path)
     assert (with_variables.node_rank, with_variables.rendezvous["MASTER_ADDR"]) == (1, "algo-1"), "variables win"
+
+
+def test_an_interface_the_host_lacks_is_left_to_gloo_and_nccl(tiny_bert, tmp_path, caplog):
+    """SDK v3's local mode names "ethwe", which its containers do not have: naming it to gloo would
+    kill every rank ("Unable to find address"), so the job warns and lets them choose."""
+    path = resource_config(tmp_path, ["algo-1", "algo-2"], "algo-2", "ethwe")
+    with caplog.at_level(logging.WARNING):
+        p = plan(config(tiny_bert), {}, path)
+    assert p.rendezvous == {"MASTER_ADDR": "algo-1", "MASTER_PORT": "29500", "NODE_RANK": "1"}
+    assert "names the network interface 'ethwe', which this host does not have" in caplog.text
 
 
 @pytest.mark.parametrize(

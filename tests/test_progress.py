@@ -41,12 +41,18 @@ class TinyClassifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_terminal_gets_a_rich_bar_and_a_pipe_gets_plain_lines(monkeypatch):
-    for (reader, writer), expected in ((pty.openpty(), RichProgressBar), (os.pipe(), PlainProgress)):
+def test_terminal_gets_a_rich_bar_and_a_pipe_or_a_sagemaker_job_plain_lines(monkeypatch):
+    """SageMaker's local mode gives the container a terminal, but its log goes to a collector and a
+    tuning job's regexes read it line by line: a job on SageMaker is not interactive."""
+    for (reader, writer), interactive, expected in (
+        (pty.openpty(), True, RichProgressBar),
+        (pty.openpty(), False, PlainProgress),
+        (os.pipe(), True, PlainProgress),
+    ):
         try:
             with os.fdopen(writer, "w", closefd=False) as stdout:
                 monkeypatch.setattr(sys, "stdout", stdout)
-                assert type(progress_callback()) is expected
+                assert type(progress_callback(interactive)) is expected
         finally:
             os.close(reader)
             os.close(writer)

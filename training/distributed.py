@@ -39,6 +39,7 @@ from hyperparams.config import Config
 
 log = logging.getLogger(__name__)
 
+NETWORK_INTERFACES = "/sys/class/net"  # one entry per network interface of this host
 NVIDIA_DEVICES = "/dev/nvidia[0-9]*"  # one device file per GPU the container was given
 NVIDIA_DRIVER_VERSION = "/proc/driver/nvidia/version"
 # The oldest Linux driver of each CUDA major release (with CUDA's minor-version compatibility).
@@ -210,8 +211,14 @@ def _cluster_rendezvous(cluster: Cluster | None) -> tuple[int, int, dict[str, st
     if cluster is None or len(cluster.hosts) == 1:
         return 1, 0, {}
     rendezvous = {"MASTER_ADDR": cluster.master, "MASTER_PORT": str(MASTER_PORT), "NODE_RANK": str(cluster.node_rank)}
-    if cluster.network_interface:  # the interface between hosts; NCCL and gloo may pick another
-        rendezvous["NCCL_SOCKET_IFNAME"] = rendezvous["GLOO_SOCKET_IFNAME"] = cluster.network_interface
+    interface = cluster.network_interface
+    if interface and not (Path(NETWORK_INTERFACES) / interface).exists():
+        log.warning(
+            "%s names the network interface %r, which this host does not have; gloo and NCCL choose one themselves",
+            cluster.source, interface,
+        )
+    elif interface:  # the interface between hosts; NCCL and gloo could pick another one
+        rendezvous["NCCL_SOCKET_IFNAME"] = rendezvous["GLOO_SOCKET_IFNAME"] = interface
     return len(cluster.hosts), cluster.node_rank, rendezvous
 
 

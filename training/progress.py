@@ -77,13 +77,20 @@ class TuningMetricLines(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
+        bar = trainer.progress_bar_callback  # prints around a live bar instead of through it
         for name, value in sorted(trainer.callback_metrics.items()):
             if name.startswith("val/"):
-                print(f"{name}={float(value):.4f}", flush=True)
+                line = f"{name}={float(value):.4f}"
+                if bar is not None:
+                    bar.print(line)
+                else:
+                    print(line, flush=True)
 
 
-def progress_callback() -> ProgressBar:
-    return RichProgressBar() if sys.stdout.isatty() else PlainProgress()
+def progress_callback(interactive: bool) -> ProgressBar:
+    """A redrawn bar for a person at a terminal; plain lines for everything else (a job on SageMaker
+    may run with a terminal, as local mode does, but its log goes to a collector)."""
+    return RichProgressBar() if interactive and sys.stdout.isatty() else PlainProgress()
 
 
 def _duration(seconds: float) -> str:

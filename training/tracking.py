@@ -21,6 +21,8 @@ import logging
 import os
 from pathlib import Path
 
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 
 from hyperparams.config import Config
@@ -33,7 +35,7 @@ DEFAULT_EXPERIMENT = "multimodal-training"
 def training_loggers(
     config: Config, curves_dir: Path, sagemaker_tensorboard: Path | None, mlflow: bool
 ) -> list[Logger]:
-    """The loggers of one training run, each already given the configuration."""
+    """The loggers of one training run (``LogConfiguration`` gives them the configuration)."""
     loggers: list[Logger] = [TensorBoardLogger(save_dir=curves_dir, name="", version="")]
     if sagemaker_tensorboard is not None:
         loggers.append(TensorBoardLogger(save_dir=sagemaker_tensorboard, name="", version=""))
@@ -44,7 +46,16 @@ def training_loggers(
         loggers.append(MLFlowLogger(experiment_name=experiment, tracking_uri=uri,
                                     run_name=os.environ.get("TRAINING_JOB_NAME")))
         log.info("Tracking with MLflow at %s, experiment %s", uri, experiment)
-    hyperparameters = config.model_dump(mode="json")
-    for logger in loggers:
-        logger.log_hyperparams(hyperparameters)
     return loggers
+
+
+class LogConfiguration(Callback):
+    """Gives every logger the resolved configuration as hyperparameters, once the process knows its
+    rank (before that every process believes it is rank 0, and a second host would write its own)."""
+
+    def __init__(self, config: Config):
+        self.hyperparameters = config.model_dump(mode="json")
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.hyperparameters)

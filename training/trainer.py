@@ -29,6 +29,7 @@ from training.progress import TuningMetricLines, progress_callback
 from training.sampling import ResumableLoader
 from training.sharding import ShardedClassifierModule
 from training.timing import StepTimer
+from training.tracking import LogConfiguration
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,11 @@ def build_trainer(
     data_digests: Mapping[str, str],
     stop: StopRequest,
     metric_lines: bool = True,
+    interactive: bool = True,
 ) -> pl.Trainer:
     """The Trainer; with ``metric_lines`` it prints ``val/<metric>=<value>`` after every validation,
-    the lines a tuning job's metric definitions read (see ``training.progress``)."""
+    the lines a tuning job's metric definitions read (see ``training.progress``); ``interactive``
+    allows a redrawn progress bar when stdout is a terminal."""
     mode = monitor_mode(config.early_stop_metric)
     checkpoint = ModelCheckpoint(
         dirpath=checkpoints_dir,
@@ -108,7 +111,8 @@ def build_trainer(
         StopOnSignal(stop, checkpoints_dir / LAST),
         EarlyStopping(monitor=config.early_stop_metric, mode=mode, patience=config.early_stop_patience),
         LearningRateMonitor(logging_interval="step"),
-        progress_callback(),
+        progress_callback(interactive),
+        LogConfiguration(config),
         checkpoint,
         StepTimer(),
         *([TuningMetricLines()] if metric_lines else []),

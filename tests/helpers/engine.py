@@ -56,6 +56,8 @@ SUITE = "bookworm"
 DEBOOTSTRAP_INCLUDE = ("python3", "python3-venv", "python3-pip", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 STANDIN_DIR = ROOT / "docker" / "standin"
+FRAMEWORK_DIR = ROOT / "docker" / "standin-framework"
+TOOLKIT = "sagemaker-training==5.1.4"  # the toolkit in SageMaker's framework images (as in requirements-dev.txt)
 ROOTFS_TAG = "multimodal-standin/bookworm-minbase:latest"
 TEST_IMAGE = "multimodal-training:test"
 RECIPE_LABEL = "org.multimodal-training.recipe"
@@ -63,6 +65,7 @@ CONTEXT_LABEL = "org.multimodal-training.context"
 
 SDK_SCRIPTS = ROOT / "tests" / "sagemaker_local"
 DUMMY_ROLE = "arn:aws:iam::111111111111:role/X"
+PRETRAINED_CHANNEL = "/opt/ml/input/data/pretrained"  # the tiny BERT's channel; `tokenizer` names this path
 
 
 class EngineUnavailable(RuntimeError):
@@ -337,6 +340,42 @@ def ensure_standin(engine: Engine) -> str:
     return tag
 
 
+def framework_tag(torch_version: str | None = None) -> str:
+    return f"multimodal-standin/pytorch-training:{torch_version or torch_pin()}-cpu"
+
+
+def toolkit_wheel(folder: Path) -> Path:
+    """The toolkit's wheel, built on the host (it compiles a C extension; the stand-in has no gcc)."""
+    name = TOOLKIT.replace("-", "_").replace("==", "-")
+    found = sorted(folder.glob(f"{name}-*.whl"))
+    if found:
+        return found[0]
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", TOOLKIT, "-w", str(folder)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    found = sorted(folder.glob(f"{name}-*.whl"))
+    if result.returncode != 0 or not found:
+        raise RuntimeError(f"{' '.join(command)} gave no wheel ({result.returncode}):\n{_tail(result.stderr)}")
+    return found[0]
+
+
+def ensure_framework_standin(engine: Engine) -> str:
+    """The stand-in for SageMaker's PyTorch framework image: the stand-in base plus the toolkit."""
+    base = ensure_standin(engine)
+    tag = framework_tag()
+    with locked("images"):
+        recipe = _digest((FRAMEWORK_DIR / "Dockerfile").read_bytes(), TOOLKIT, engine.image_id(base))
+        if (engine.labels(tag) or {}).get(RECIPE_LABEL) == recipe:
+            return tag
+        wheel = toolkit_wheel(STATE_DIR / "wheels")
+        with tempfile.TemporaryDirectory(dir=STATE_DIR, prefix="framework-") as scratch:
+            context = Path(scratch)
+            shutil.copy2(FRAMEWORK_DIR / "Dockerfile", context / "Dockerfile")
+            (context / "wheels").mkdir()
+            os.link(wheel, context / "wheels" / wheel.name)
+            engine.build(context, tag, {"BASE_IMAGE": base}, {RECIPE_LABEL: recipe})
+    return tag
+
+
 # The project image -------------------------------------------------------------------------------
 
 
@@ -479,13 +518,16 @@ def run_local_training_job(
     sdk: str = "v2",
     instance_count: int = 1,
     environment: dict[str, str] | None = None,
+    script_mode: dict | None = None,
     timeout: float = 1200,
 ) -> LocalJob:
     """A SageMaker training job in local mode: the SDK (generation ``sdk``, see ``SDKS``) writes each
     host's /opt/ml/input/config, starts ``instance_count`` containers of ``image`` with
     docker-compose as a training job would, and packs /opt/ml/model and /opt/ml/output into
     ``model.tar.gz`` and ``output.tar.gz``. The script (``tests/sagemaker_local/``) reports each
-    host's config files and the compose file's mounts as well."""
+    host's config files and the compose file's mounts as well. ``script_mode`` (v2 only:
+    ``entry_point``, ``source_dir``, ``framework_version``, ``py_version``) runs the job as the PyTorch
+    framework estimator does: ``image`` is then a framework image whose toolkit runs the entry point."""
     python = ensure_sdk_venv(sdk)
     work.mkdir(parents=True, exist_ok=True)
     # v3 names the compose project after this folder: a name of its own keeps parallel jobs apart
@@ -499,6 +541,7 @@ def run_local_training_job(
         "hyperparameters": hyperparameters,
         "environment": environment or {},
         "channels": {name: path.as_uri() for name, path in channels.items()},
+        "script_mode": script_mode,
     }
     spec_file = work / "job.json"
     spec_file.write_text(json.dumps(spec, indent=1))

@@ -6,6 +6,10 @@ virtualenv (not the project's).
 SPEC holds ``image_uri``, ``role``, ``instance_count``, ``output_path`` (file://), ``container_root``
 (where the SDK makes each host's folders), ``hyperparameters`` (a plain dict: the SDK turns every
 value into a string, as for a real job), ``environment`` and ``channels`` (name → file:// folder).
+With ``script_mode`` (``entry_point``, ``source_dir``, ``framework_version``, ``py_version``) the job
+is the PyTorch framework estimator's: the source folder becomes /opt/ml/code and the image's toolkit
+installs its requirements.txt and runs the entry point (hyperparameters JSON-encoded, as that
+estimator does).
 The job's log (the containers' output, streamed by docker-compose) goes to stdout; the last line of
 stdout is one JSON object:
 
@@ -57,16 +61,22 @@ def main(spec_file: str) -> int:
     Path(spec["container_root"]).mkdir(parents=True, exist_ok=True)
     session = LocalSession()
     session.config = {"local": {"local_code": True, "container_root": spec["container_root"]}}
-    estimator = Estimator(
-        image_uri=spec["image_uri"],
-        role=spec["role"],
-        instance_type="local",
-        instance_count=spec["instance_count"],
-        output_path=spec["output_path"],
-        hyperparameters=spec["hyperparameters"],
-        environment=spec["environment"],
-        sagemaker_session=session,
-    )
+    common = {
+        "image_uri": spec["image_uri"],
+        "role": spec["role"],
+        "instance_type": "local",
+        "instance_count": spec["instance_count"],
+        "output_path": spec["output_path"],
+        "hyperparameters": spec["hyperparameters"],
+        "environment": spec["environment"],
+        "sagemaker_session": session,
+    }
+    if spec.get("script_mode"):
+        from sagemaker.pytorch import PyTorch
+
+        estimator = PyTorch(**spec["script_mode"], **common)
+    else:
+        estimator = Estimator(**common)
     try:
         estimator.fit(spec["channels"])
         report["ok"] = True
