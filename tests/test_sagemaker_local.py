@@ -109,6 +109,8 @@ def test_a_tuning_job_gets_its_objective_after_every_validation(sagemaker_local_
     assert len(objective) == 3, lines[-60:]  # two validations in the epoch, then the final evaluation
     final = json.loads(archived(job, "output.tar.gz", "data/metrics.json"))["val"]["auroc"]
     assert objective[-1] == pytest.approx(final, abs=1e-4)
+    packed = {name.split("/")[0] for name in job.contents["model.tar.gz"]} - {"", "."}
+    assert packed == set(MODEL_FILES), sorted(packed)
     assert any("Ignoring the platform's own hyperparameters: _tuning_objective_metric" in line for line in lines)
 
 
