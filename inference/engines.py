@@ -45,8 +45,11 @@ class TorchEngine:
 class OnnxEngine:
     """``model.onnx`` in an ONNX Runtime session on the CPU."""
 
-    def __init__(self, path: Path):
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    def __init__(self, path: Path, threads: int | None = None):
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def probabilities(self, loader: DataLoader) -> np.ndarray:

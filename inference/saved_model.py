@@ -5,13 +5,19 @@ tokenizer, the saved imputation values and risk tables, then ``model.onnx`` in O
 (default) or ``model.pth`` rebuilt in PyTorch. Only data is loaded: JSON files,
 ``torch.load(..., weights_only=True)`` and the ONNX graph; the ``.pkl`` twins are never unpickled.
 
-The batch scorer (``inference.predict``) reads files through it; any other caller passes a
-DataFrame shaped like a training split (the label column is optional).
+``SavedModel.load`` takes the ``model/`` folder or the ``model.tar.gz`` a SageMaker job uploads (unpacked
+into a temporary folder that lives as long as the process). The batch scorer (``inference.predict``)
+and the endpoint (``serving``) read rows through it: a DataFrame shaped like a training split (the
+label column is optional and ignored).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,28 +50,32 @@ class SavedModel:
     tabular: TabularEncoders
     _engines: dict[tuple[str, str], OnnxEngine | TorchEngine] = field(default_factory=dict, repr=False)
 
+    threads: int | None = None  # intra-op threads of an engine; None: the library's default (every core)
+
     @classmethod
-    def load(cls, directory: Path) -> SavedModel:
+    def load(cls, source: Path, threads: int | None = None) -> SavedModel:
+        """The model in ``source``: a ``model/`` folder written by a training job, or its ``model.tar.gz``."""
+        directory = _unpacked(source) if source.is_file() else source
         artifacts = torch.load(_required(directory, "model_artifacts.pth"), map_location="cpu", weights_only=True)
         config = Config.model_validate(artifacts["config"])
         tabular = TabularEncoders.from_artifacts(
             config, _read_json(directory, "impute_dict.json"), _read_json(directory, "risk_table_map.json")
         )
-        return cls(directory, artifacts, config, load_tokenizer(str(directory)), tabular)
+        return cls(directory, artifacts, config, load_tokenizer(str(directory)), tabular, threads=threads)
 
     @property
     def input_columns(self) -> list[str]:
         """The columns the model reads from a row (the label is not one of them)."""
         return [c for c in column_roles(self.config) if c != self.config.label_name]
 
-    def check_rows(self, frame: pd.DataFrame, source: str) -> None:
-        """Every column the model reads is present, and there is at least one row."""
+    def check_rows(self, frame: pd.DataFrame, source: str, allow_empty: bool = False) -> None:
+        """Every column the model reads is present, and (unless ``allow_empty``) there is a row."""
         missing = [c for c in self.input_columns if c not in frame.columns]
         if missing:
             raise DataError(
                 f"{source} has no column(s) {missing}, which the model reads; it has {list(frame.columns)}."
             )
-        if frame.empty:
+        if frame.empty and not allow_empty:
             raise DataError(f"{source} has a header but no rows; there is nothing to score.")
 
     def encode(self, frame: pd.DataFrame) -> EncodedSplit:
@@ -95,16 +105,44 @@ class SavedModel:
         if key not in self._engines:
             if name == "torch":
                 state = torch.load(_required(self.directory, "model.pth"), map_location="cpu", weights_only=True)
+                if self.threads:
+                    torch.set_num_threads(self.threads)
                 self._engines[key] = TorchEngine(build_from_artifacts(self.artifacts, state), device)
             else:
-                self._engines[key] = OnnxEngine(_required(self.directory, "model.onnx"))
+                self._engines[key] = OnnxEngine(_required(self.directory, "model.onnx"), self.threads)
         return self._engines[key]
+
+
+def _unpacked(archive: Path) -> Path:
+    """``model.tar.gz`` unpacked into a temporary folder, removed when the process exits."""
+    folder = Path(tempfile.mkdtemp(prefix="model-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            unsafe = [m.name for m in members if not (m.isfile() or m.isdir()) or _escapes(m.name)]
+            if unsafe:
+                raise DataError(f"{archive} holds entries a model archive never has ({unsafe[:3]}); not unpacked.")
+            tar.extractall(folder, members=members)
+    except (tarfile.TarError, OSError) as exc:
+        raise DataError(
+            f"{archive} could not be unpacked as a model archive ({exc}); pass the model.tar.gz a training job "
+            "uploaded, or the model/ folder."
+        ) from None
+    return folder
+
+
+def _escapes(name: str) -> bool:
+    """An archive path that would land outside the folder it is unpacked into."""
+    return name.startswith("/") or ".." in Path(name).parts
 
 
 def _required(directory: Path, name: str) -> Path:
     path = directory / name
     if not path.is_file():
-        raise DataError(f"{path} does not exist; --model-dir must be the model/ folder a training job wrote.")
+        raise DataError(
+            f"{path} does not exist; the model must be the model/ folder (or model.tar.gz) a training job wrote."
+        )
     return path
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import codecs
 import hashlib
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contracts.errors import DataError
@@ -111,15 +114,23 @@ def read_table(path: Path, string_columns: list[str] = ()) -> pd.DataFrame:
 
     ``string_columns`` (ids, text) are read as text from CSV/TSV, so ``00123`` keeps its zeros.
     """
+    return next(read_table_in_chunks(path, string_columns))
+
+
+def read_table_in_chunks(path: Path, string_columns: list[str] = (), rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """The file's rows in frames of at most ``rows`` (one frame for None), checked as ``read_table``
+    checks them; a file with a header and no rows gives one empty frame."""
     fmt = file_format(path)
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty; it must hold a header row and at least one data row.")
     try:
         _check_unique(_header(path, fmt), path)
-        if fmt == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep=SEPARATORS[fmt], dtype=dict.fromkeys(string_columns, str), low_memory=False)
+        first = True
+        for frame in _frames(path, fmt, string_columns, rows):
+            if first:
+                _check_separator(frame, path, fmt)
+                first = False
+            yield frame
     except UnicodeDecodeError:
         raise DataError(_not_utf8(path)) from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
@@ -128,8 +139,31 @@ def read_table(path: Path, string_columns: list[str] = ()) -> pd.DataFrame:
         raise DataError(
             f"{path} could not be read as {fmt.upper()}: {reason}. Write it again (it may be {cause})."
         ) from exc
-    _check_separator(frame, path, fmt)
-    return frame
+
+
+def _frames(path: Path, fmt: str, string_columns: list[str], rows: int | None) -> Iterator[pd.DataFrame]:
+    if fmt == "parquet":
+        if rows is None:
+            yield pd.read_parquet(path)
+            return
+        source = pq.ParquetFile(path)
+        batches = source.iter_batches(batch_size=rows)
+        for batch in batches:
+            yield pa.Table.from_batches([batch]).to_pandas()
+        if source.metadata.num_rows == 0:
+            yield source.schema_arrow.empty_table().to_pandas()
+        return
+    options = {"sep": SEPARATORS[fmt], "dtype": dict.fromkeys(string_columns, str), "low_memory": False}
+    if rows is None:
+        yield pd.read_csv(path, **options)
+        return
+    empty = True
+    with pd.read_csv(path, chunksize=rows, **options) as reader:
+        for frame in reader:
+            empty = False
+            yield frame
+    if empty:
+        yield pd.read_csv(path, nrows=0, **options)
 
 
 def _header(path: Path, fmt: str) -> list[str]:
@@ -204,6 +238,42 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(path, index=False)
     else:
         frame.to_csv(path, sep=SEPARATORS[fmt], index=False)
+
+
+class ChunkedTableWriter:
+    """Writes frames one after the other into one file of the path's format; the file appears under
+    its name only when every frame is written (a failure leaves no partial file)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.format = file_format(path)
+        self.partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        self._parquet: pq.ParquetWriter | None = None
+        self._written = False
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.format == "parquet":
+            if self._parquet is None:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                self._parquet = pq.ParquetWriter(self.partial, table.schema)
+            else:
+                table = pa.Table.from_pandas(frame, schema=self._parquet.schema, preserve_index=False)
+            self._parquet.write_table(table)
+        else:
+            frame.to_csv(self.partial, sep=SEPARATORS[self.format], index=False, header=not self._written,
+                         mode="a" if self._written else "w")
+        self._written = True
+
+    def __enter__(self) -> ChunkedTableWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if kind is None and self._written:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
 
 
 def read_split(files: SplitFiles, string_columns: list[str] = ()) -> tuple[pd.DataFrame, SplitFiles]:

@@ -49,11 +49,14 @@ class TabularEncoders:
     def from_artifacts(
         cls, config: Config, imputation: Mapping[str, Any], risk_tables: Mapping[str, Any]
     ) -> TabularEncoders:
-        """The encoders a trained model was saved with (``impute_dict`` and ``risk_table_map``)."""
+        """The encoders a trained model was saved with (``impute_dict`` and ``risk_table_map``). A model
+        trained with given risk tables (an upstream step's) also takes rows that step has already
+        encoded, as the training job did."""
         categorical = config.encoded_categorical_fields if config.uses_tabular else []
+        encoder = GivenRiskTables if config.risk_tables is not None else RiskTableEncoder
         return cls(
             NumericImputer.from_artifact(imputation, config.numeric_fields),
-            RiskTableEncoder.from_artifact(risk_tables, categorical, config.num_classes),
+            encoder.from_artifact(risk_tables, categorical, config.num_classes),
         )
 
     def transform(self, config: Config, frame: pd.DataFrame, split: str) -> np.ndarray:

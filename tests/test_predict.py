@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import subprocess
@@ -155,3 +156,70 @@ def test_folder_that_is_not_a_model_is_an_error_naming_the_missing_file(tmp_path
     )
     assert status == 1
     assert "model_artifacts.pth does not exist" in capsys.readouterr().err
+
+
+def model_archive(job, folder):
+    """model.tar.gz as SageMaker packs model/: its files at the archive's top level."""
+    import tarfile
+
+    archive = folder / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted((job / "model").iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+def test_scores_straight_from_model_tar_gz(binary_job, tmp_path):
+    archive = model_archive(binary_job, tmp_path)
+    output = score_file(archive, binary_job / "input" / "data" / "test" / "test.csv", tmp_path / "scored.csv")
+    assert_reproduces(read_csv_ids_as_text(output),
+                      read_csv_ids_as_text(binary_job / "output" / "data" / "test_predictions.csv"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_file_streamed_in_small_chunks_gives_the_same_predictions(binary_job, tmp_path, fmt):
+    frame = pd.read_csv(binary_job / "input" / "data" / "test" / "test.csv", dtype={"uid": str})
+    source = tmp_path / f"rows.{fmt}"
+    frame.to_parquet(source, index=False) if fmt == "parquet" else frame.to_csv(source, index=False)
+    whole = score_file(binary_job / "model", source, tmp_path / f"whole.{fmt}")
+    chunked = score_file(binary_job / "model", source, tmp_path / f"chunked.{fmt}", chunk_rows=5)  # 32 rows: 7 chunks
+    read = pd.read_parquet if fmt == "parquet" else read_csv_ids_as_text
+    pd.testing.assert_frame_equal(read(chunked), read(whole), check_exact=False, atol=1e-6, rtol=0)
+    assert len(read(chunked)) == 32
+
+
+def test_a_failure_part_way_through_leaves_no_output_file(binary_job, tmp_path, capsys):
+    frame = pd.read_csv(binary_job / "input" / "data" / "test" / "test.csv", dtype={"uid": str})
+    frame["score"] = frame["score"].astype(object)
+    frame.loc[25, "score"] = "twelve"  # in the fourth chunk of 8
+    source = tmp_path / "rows.csv"
+    frame.to_csv(source, index=False)
+    output = tmp_path / "scored.csv"
+    assert main(["--model", str(binary_job / "model"), "--input", str(source), "--output", str(output),
+                 "--chunk-rows", "8"]) == 1
+    assert "Column 'score'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [source]
+
+
+def test_rows_encoded_by_the_upstream_step_score_like_raw_rows(tmp_path, tiny_bert, run_main):
+    """A model trained with an upstream step's risk tables (USE_PRECOMPUTED_RISK_TABLES) takes the rows
+    that step has already encoded, as the training job did: the batch scorer must not map rates as
+    categories. A model that fitted its own tables has no such step before it."""
+    from helpers.data import hyperparameters, make_rows, write_job
+
+    tables = {"region": {"bins": {"north": 0.9, "south": 0.55, "east": 0.2, "west": 0.1}, "default_bin": 0.6}}
+    frames = {s: make_rows(n, seed=i) for i, (s, n) in enumerate((("train", 40), ("val", 12), ("test", 12)))}
+    base = write_job(tmp_path / "job", hyperparameters(tiny_bert, max_epochs=1), frames=frames)
+    upstream = base / "input" / "data" / "model_artifacts_input"
+    upstream.mkdir()
+    (upstream / "risk_table_map.json").write_text(json.dumps(tables))
+    assert run_main(base, {"USE_PRECOMPUTED_RISK_TABLES": "true"}) == 0, (base / "output" / "failure").read_text()
+    raw = frames["test"]
+    encoded = raw.assign(region=raw["region"].map(tables["region"]["bins"]).fillna(0.6).astype(float))
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    encoded.to_csv(tmp_path / "encoded.csv", index=False)
+    from_raw = pd.read_csv(score_file(base / "model", tmp_path / "raw.csv"))
+    from_encoded = pd.read_csv(score_file(base / "model", tmp_path / "encoded.csv"))
+    np.testing.assert_allclose(from_encoded["prob_1"], from_raw["prob_1"], atol=1e-6)
+    job = pd.read_csv(base / "output" / "data" / "test_predictions.csv")
+    np.testing.assert_allclose(from_raw["prob_1"], job["prob_1"], atol=TOLERANCE)
