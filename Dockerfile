@@ -40,9 +40,15 @@ COPY evaluation/ ${PROGRAM_DIR}/evaluation/
 COPY export/ ${PROGRAM_DIR}/export/
 COPY inference/ ${PROGRAM_DIR}/inference/
 COPY job/ ${PROGRAM_DIR}/job/
+COPY serving/ ${PROGRAM_DIR}/serving/
 COPY --chmod=755 docker/train /usr/local/bin/train
+COPY --chmod=755 docker/serve /usr/local/bin/serve
 RUN mkdir -p /opt/ml \
     && ln -s ${PROGRAM_DIR} /opt/ml/code
 
 WORKDIR ${PROGRAM_DIR}
+# `serve` (an endpoint, a batch transform) listens on 8080, or on the port SageMaker names in
+# SAGEMAKER_BIND_TO_PORT, which this label allows.
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
+EXPOSE 8080
 CMD ["train"]

@@ -23,7 +23,7 @@ STANDIN_IMAGE := multimodal-standin/pytorch:$(shell sed -n 's/^torch==//p' requi
 
 # Script mode (docs/container.md): the folder to upload as a PyTorch estimator's source_dir.
 SCRIPT_MODE_DIR ?= build/script_mode
-CODE := pytorch_training.py contracts hyperparams processing models training export evaluation inference job
+CODE := pytorch_training.py contracts hyperparams processing models training export evaluation inference job serving
 
 .PHONY: setup demo test test-fast bench lint clean image standin-base sagemaker-venv script-mode
 

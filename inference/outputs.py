@@ -1,6 +1,6 @@
 """What a prediction looks like: the decision rule and the prediction rows.
 
-Prediction rows: the id column, the true label as it was read when present (strings stay strings,
+Prediction rows: the id column when the rows have one, the true label as it was read when present (strings stay strings,
 numbers stay numbers), ``prob_<class>`` per class, and ``prediction`` (the predicted class label;
 for binary tasks at the decision threshold). Integer class labels give an integer ``prediction``
 column; any other labels give text.
@@ -24,7 +24,7 @@ def predicted_classes(probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -
 
 
 def prediction_frame(
-    ids: pd.Series,
+    ids: pd.Series | None,
     labels: pd.Series | None,
     probs: np.ndarray,
     class_labels: Sequence,
@@ -32,7 +32,10 @@ def prediction_frame(
     label_name: str,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> pd.DataFrame:
-    columns: dict[str, object] = {id_name: ids.reset_index(drop=True)}
+    """The prediction rows; the id and label columns only when given."""
+    columns: dict[str, object] = {}
+    if ids is not None:
+        columns[id_name] = ids.reset_index(drop=True)
     if labels is not None:
         columns[label_name] = labels.reset_index(drop=True)
     for k, label in enumerate(class_labels):

@@ -19,6 +19,7 @@ import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,9 @@ from inference.outputs import DEFAULT_THRESHOLD, prediction_frame
 from models.registry import build_from_artifacts
 from processing.dataset import EncodedSplit
 from processing.loaders import scoring_loader
-from processing.preparation import encode_texts
 from processing.tabular import TabularEncoders
 from processing.text.loading import load_tokenizer
+from processing.text.pipeline import TextPipeline, text_pipeline
 from processing.validation import column_roles
 
 ENGINES = ("onnx", "torch")
@@ -64,9 +65,15 @@ class SavedModel:
         return cls(directory, artifacts, config, load_tokenizer(str(directory)), tabular, threads=threads)
 
     @property
-    def input_columns(self) -> list[str]:
-        """The columns the model reads from a row (the label is not one of them)."""
+    def row_columns(self) -> list[str]:
+        """The columns of a row to score, in the training files' order: the id, the text columns, the
+        numeric fields, the categorical fields (a row without a header lists its values in this order)."""
         return [c for c in column_roles(self.config) if c != self.config.label_name]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns the model reads from a row: ``row_columns`` but the id."""
+        return [c for c in self.row_columns if c != self.config.id_name]
 
     def check_rows(self, frame: pd.DataFrame, source: str, allow_empty: bool = False) -> None:
         """Every column the model reads is present, and (unless ``allow_empty``) there is a row."""
@@ -79,10 +86,16 @@ class SavedModel:
             raise DataError(f"{source} has a header but no rows; there is nothing to score.")
 
     def encode(self, frame: pd.DataFrame) -> EncodedSplit:
-        """The rows as model input, through the training job's text chain and tabular encoders."""
-        texts, _ = encode_texts(self.config, self.tokenizer, {"input": frame}, files={})
+        """The rows as model input, through the training job's text chains and tabular encoders."""
+        texts = {role: self._pipelines[role].encode(frame[column].tolist())
+                 for role, column in self.config.text_fields.items()}
         tabular = self.tabular.transform(self.config, frame, "input")
-        return EncodedSplit(texts["input"], tabular, np.zeros(len(frame), dtype=np.int64))
+        return EncodedSplit(texts, tabular, np.zeros(len(frame), dtype=np.int64))
+
+    @cached_property
+    def _pipelines(self) -> dict[str, TextPipeline]:
+        """The text chain of each text column, built once (a server encodes every request with them)."""
+        return {role: text_pipeline(self.config, self.tokenizer, role) for role in self.config.text_fields}
 
     def probabilities(self, frame: pd.DataFrame, engine: str = "onnx", device: str = "cpu") -> np.ndarray:
         """Class probabilities [rows, classes] in row order."""
@@ -91,12 +104,11 @@ class SavedModel:
         return self._engine(engine, device).probabilities(loader)
 
     def predictions(self, frame: pd.DataFrame, probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-        """The prediction rows for ``frame`` (with its labels when it has them)."""
+        """The prediction rows for ``frame`` (with its ids and its labels when it has them)."""
         config = self.config
+        ids = frame[config.id_name] if config.id_name in frame.columns else None
         labels = frame[config.label_name] if config.label_name in frame.columns else None
-        return prediction_frame(
-            frame[config.id_name], labels, probs, config.class_labels, config.id_name, config.label_name, threshold
-        )
+        return prediction_frame(ids, labels, probs, config.class_labels, config.id_name, config.label_name, threshold)
 
     def _engine(self, name: str, device: str) -> OnnxEngine | TorchEngine:
         if name not in ENGINES:

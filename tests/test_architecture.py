@@ -11,7 +11,10 @@ import job.steps
 from helpers.data import hyperparameters, write_job
 from helpers.jobs import ROOT
 
-PACKAGES = ("contracts", "hyperparams", "processing", "models", "training", "export", "evaluation", "inference", "job")
+PACKAGES = (
+    "contracts", "hyperparams", "processing", "models", "training", "export", "evaluation", "inference", "serving",
+    "job",
+)
 
 
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
@@ -103,17 +106,19 @@ def test_the_circle_check_finds_a_lazy_import_and_a_package_init(tmp_path):
 
 def test_layers_import_only_downwards():
     """contracts -> hyperparams -> processing -> models -> training -> export -> inference -> evaluation
-    -> job: inference (scoring a saved model) never loads the training machinery, and no library
-    package imports the job."""
+    -> job: inference (scoring a saved model) and serving (the endpoint) never load the training
+    machinery, and no library package imports the job or the server."""
+    above = ("hyperparams", "processing", "models", "training", "export", "evaluation", "inference", "serving", "job")
     forbidden = {
-        "contracts": ("hyperparams", "processing", "models", "training", "export", "evaluation", "inference", "job"),
-        "hyperparams": ("processing", "models", "training", "export", "evaluation", "inference", "job"),
-        "processing": ("models", "training", "export", "evaluation", "inference", "job"),
-        "models": ("training", "export", "evaluation", "inference", "job"),
-        "inference": ("training", "evaluation", "job"),
-        "training": ("export", "evaluation", "inference", "job"),
-        "export": ("evaluation", "inference", "job"),
-        "evaluation": ("job",),
+        "contracts": above,
+        "hyperparams": above[1:],
+        "processing": above[2:],
+        "models": above[3:],
+        "inference": ("training", "evaluation", "serving", "job"),
+        "serving": ("training", "evaluation", "job"),
+        "training": ("export", "evaluation", "inference", "serving", "job"),
+        "export": ("evaluation", "inference", "serving", "job"),
+        "evaluation": ("serving", "job"),
     }
     graph = import_graph(project_modules())
     wrong = [

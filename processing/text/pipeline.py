@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from hyperparams.config import Config
 from hyperparams.rules import TEXT_STEP_NAMES, text_step_order_problem
 from processing.text.chunking import ChunkStats, DialogueChunker, SingleChunk
 from processing.text.cleaning import CLEANING_STEPS, TextNormalizer
@@ -105,6 +106,17 @@ def build_text_pipeline(
     else:
         packer = SingleChunk(max_sen_len)
     return TextPipeline(cleaning, Tokenizer(tokenizer), packer)
+
+
+def text_pipeline(config: Config, tokenizer, role: str) -> TextPipeline:
+    """The chain the configuration gives a text role (``text``, ``primary``, ``secondary``)."""
+    return build_text_pipeline(
+        config.steps_for(role),
+        tokenizer,
+        max_sen_len=config.max_sen_len,
+        max_total_chunks=config.max_total_chunks,
+        chunk_trancate=config.chunk_trancate,
+    )
 
 
 def is_uncased(tokenizer) -> bool:
