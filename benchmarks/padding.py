@@ -42,7 +42,10 @@ def samples_per_s(iteration_times: list[float], batch_size: int) -> float:
 
 
 def run(model: str | None = None, steps: int = 5, repeats: int = 1, rows: int = 1000, batch_size: int = 16) -> dict:
-    dynamic = demo_config(model, batch_size=batch_size, max_sen_len=512, fp16=False, warmup_steps=2)
+    # random batches: padding alone is measured here, batches grouped by length in length_grouping.py
+    dynamic = demo_config(
+        model, batch_size=batch_size, max_sen_len=512, fp16=False, warmup_steps=2, group_by_length=False
+    )
     sides = {"dynamic": dynamic, "fixed_512": dynamic.model_copy(update={"fixed_tokenizer_length": True})}
     tokenizer, backbone, splits = prepare(dynamic, demo_frames(rows))
     pad = tokenizer.pad_token_id or 0

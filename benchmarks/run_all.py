@@ -46,6 +46,11 @@ BENCHMARKS = {
     "onnx_latency": ("onnx_latency.py", "ONNX Runtime vs PyTorch eager latency", "ONNX faster where possible"),
     "scaling": ("scaling.py", "Preprocessing + one epoch at 1k/10k/100k rows", "exponent <= 1"),
     "bf16_speed": ("bf16_speed.py", "bf16-mixed vs fp32 training step on CPU", "report"),
+    "length_grouping": (
+        "length_grouping.py",
+        "Length-grouped vs random training batches, on the demo job",
+        ">= 1.6x, test AUROC and F1 within 0.005",
+    ),
 }
 # the text chain's peak-memory figure (100,000 dialogues) is part of the suite
 EXTRA_ARGS = {"text_chain": ["--memory-rows", "100000"]}

@@ -186,6 +186,16 @@ class Config(BaseModel):
     )
     accumulate_grad_batches: PositiveInt = Field(1, description="Batches per optimizer step.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for weights, shuffling and dropout.")
+    group_by_length: bool = Field(
+        True,
+        description="Training batches of rows of similar text length (less padding, faster steps), in a random "
+        "order of batches; false: every batch a random draw of rows.",
+    )
+    length_group_window: PositiveInt = Field(
+        50,
+        description="With group_by_length: batches per window of the shuffled epoch that are sorted by length "
+        "together; larger pads less, smaller keeps batches more random.",
+    )
 
     # --- CNN / LSTM -----------------------------------------------------------------------------
     kernel_size: list[PositiveInt] = Field(

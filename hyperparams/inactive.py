@@ -83,6 +83,12 @@ def _chunking(c: Config) -> str | None:
     return "no text column has a dialogue_chunker step, so every text is one chunk of at most max_sen_len tokens"
 
 
+def _length_groups(c: Config) -> str | None:
+    if c.group_by_length:
+        return None
+    return "group_by_length is false, so training batches are random draws of rows"
+
+
 BERT_ONLY = _only_for_models(lambda spec: spec.fine_tunes_transformer)
 CNN_ONLY = _only_for_models(lambda spec: spec.text == "cnn")
 
@@ -109,6 +115,7 @@ REASONS: dict[str, Reason] = {
     "count_threshold": _risk_table_fitting,
     "max_total_chunks": _chunking,
     "chunk_trancate": _chunking,
+    "length_group_window": _length_groups,
 }
 
 

@@ -12,7 +12,9 @@ checkpoint nor reuses text tokenized from a sample; the scratch folder is delete
 The printed report gives rows and class balance of the full splits, token lengths and chunking of
 a larger text sample (``TEXT_SAMPLE_ROWS`` per split, tokenized with the job's text chain), the
 tabular feature count, the parameter count, and an estimate of the time per epoch from the
-measured step and validation times.
+measured step and validation times. The sample trains in random batches, so the timed step is a
+typical one; with ``group_by_length`` it is scaled by the padding of length-grouped batches,
+measured on the sampled train rows.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ from contracts.paths import ContractPaths
 from hyperparams.config import Config
 from job.steps import InputData, JobOutcome, Pretrained, Setup
 from models.registry import trainable_parameters
+from processing.dataset import EncodedSplit
 from processing.numeric import parse_numeric
 from processing.preparation import encode_labels, encode_texts
 from processing.text.chunking import ChunkStats
 from processing.text.pipeline import token_length_summary
 from processing.text.ragged import RaggedChunks
 from processing.upstream_inputs import revalidated
+from training.data import padded_tokens_per_row, training_loader
 from training.timing import step_timer
 from training.trainer import validation_interval
 
@@ -47,7 +51,9 @@ log = logging.getLogger(__name__)
 
 DRY_RUN_STEPS = 2  # training steps; the first pays for set-up, the second is timed for the estimate
 TEXT_SAMPLE_ROWS = 1000  # rows per split whose text is tokenized for the report (cheap next to a training step)
-SCRATCH_OVERRIDES = {"max_epochs": 1, "val_check_interval": 1.0}  # one epoch, validated once at its end
+# One epoch, validated once at its end, in random batches: the timed step is then a typical one,
+# which the estimate scales to length-grouped batches by their padding (``grouped_padding``).
+SCRATCH_OVERRIDES = {"max_epochs": 1, "val_check_interval": 1.0, "group_by_length": False}
 
 
 @dataclass
@@ -57,6 +63,7 @@ class FullData:
     config: Config
     labels: dict[str, np.ndarray]
     text: dict[str, tuple[RaggedChunks, ChunkStats]]
+    grouped_padding: float | None = None  # padded tokens of length-grouped batches / those of random batches
 
 
 class DryRun:
@@ -78,7 +85,9 @@ class DryRun:
         config = setup.config
         _, labels = encode_labels(config, data.frames)
         text_samples = {s: sample_split(config, f, labels[s], TEXT_SAMPLE_ROWS) for s, f in data.frames.items()}
-        self.full = FullData(config, labels, text_statistics(config, pretrained.tokenizer, text_samples))
+        encoded, stats = encode_texts(config, pretrained.tokenizer, text_samples, files={})
+        padding = grouped_padding(config, encoded["train"], pretrained.pad_id)
+        self.full = FullData(config, labels, text_statistics(config, encoded, stats), padding)
         frames = {s: sample_split(config, f, labels[s], sample_rows(config, s)) for s, f in data.frames.items()}
         log.info("Dry run: the job runs on %s in %s", _rows(frames), self.folder)
         scratch_config = revalidated(config, SCRATCH_OVERRIDES, "the dry run's one-epoch settings")
@@ -101,14 +110,27 @@ def sample_rows(config: Config, split: str) -> int:
 
 
 def text_statistics(
-    config: Config, tokenizer, frames: Mapping[str, pd.DataFrame]
+    config: Config, encoded: Mapping[str, Mapping[str, RaggedChunks]], stats: Mapping[str, ChunkStats]
 ) -> dict[str, tuple[RaggedChunks, ChunkStats]]:
-    """Per text column: the sampled rows of every split through the job's text chain (never the cache)."""
-    encoded, stats = encode_texts(config, tokenizer, frames, files={})
+    """Per text column: the sampled rows of every split, as the job's text chain encoded them (never the cache)."""
     return {
-        role: (RaggedChunks.concatenate([encoded[split][role] for split in frames]), stats[role])
+        role: (RaggedChunks.concatenate([encoded[split][role] for split in encoded]), stats[role])
         for role in config.text_fields
     }
+
+
+def grouped_padding(config: Config, texts: Mapping[str, RaggedChunks], pad_id: int) -> float | None:
+    """With ``group_by_length``: padded tokens per row of an epoch of length-grouped batches over those
+    of random batches, on the sampled train rows (None without it)."""
+    if not config.group_by_length:
+        return None
+    rows = len(next(iter(texts.values())))
+    sample = EncodedSplit(texts, np.zeros((rows, 0), np.float32), np.zeros(rows, np.int64))
+    grouped, plain = (
+        padded_tokens_per_row(training_loader(sample, c, pad_id=pad_id))
+        for c in (config, config.model_copy(update={"group_by_length": False}))
+    )
+    return grouped / plain
 
 
 def sample_split(config: Config, frame: pd.DataFrame, labels: np.ndarray, rows: int) -> pd.DataFrame:
@@ -148,7 +170,7 @@ def render_report(full: FullData, model, trainer: pl.Trainer, seconds: float) ->
     )
     total = sum(p.numel() for p in model.parameters())
     lines.append(f"Model {config.model_class}: {total:,} parameters, {trainable_parameters(model):,} trainable")
-    lines.extend(_time_estimate(config, labels, trainer))
+    lines.extend(_time_estimate(config, labels, trainer, full.grouped_padding))
     return "\n".join(["", "=== Dry run report ===", *lines, ""])
 
 
@@ -168,20 +190,32 @@ def _text_summary(config: Config, chunks: RaggedChunks, stats: ChunkStats) -> st
     )
 
 
-def _time_estimate(config: Config, labels: Mapping[str, np.ndarray], trainer: pl.Trainer) -> list[str]:
+def _time_estimate(
+    config: Config, labels: Mapping[str, np.ndarray], trainer: pl.Trainer, grouped_padding: float | None = None
+) -> list[str]:
     """Full-data epoch time from the measured step and validation times, on this machine with the
-    configured devices (each process takes its share of the rows)."""
+    configured devices (each process takes its share of the rows). The timed step is a random
+    batch; with ``grouped_padding`` a step of length-grouped batches costs in proportion to its padding."""
     timer = step_timer(trainer)
     processes = max(1, trainer.world_size)
     steps = math.ceil(len(labels["train"]) / (config.batch_size * processes))
     interval = validation_interval(config, steps)
     validations = int(1 / interval) if isinstance(interval, float) else steps // interval
-    step, row = timer.step_seconds, timer.validation_row_seconds / processes
+    measured, row = timer.step_seconds, timer.validation_row_seconds / processes
+    step = measured * (grouped_padding or 1.0)
     validation = len(labels["val"]) * row
     epoch = steps * step + validations * validation
+    speed = [
+        f"Speed here: {measured:.2f} s per training step of {config.batch_size} rows; "
+        f"validation {1000 * row:.1f} s per 1,000 rows"
+    ]
+    if grouped_padding is not None:
+        speed.append(
+            f"Length-grouped batches (group_by_length) pad to {grouped_padding:.2f} x the tokens of random ones "
+            f"on the sampled train rows: about {step:.2f} s per step"
+        )
     return [
-        f"Speed here: {step:.2f} s per training step of {config.batch_size} rows; "
-        f"validation {1000 * row:.1f} s per 1,000 rows",
+        *speed,
         f"Estimated time per epoch: {steps:,} steps x {step:.2f} s + {validations} validation(s) x "
         f"{_duration(validation)} = {_duration(epoch)}; max_epochs={config.max_epochs}: "
         f"at most {_duration(epoch * config.max_epochs)}, "

@@ -55,10 +55,18 @@ def scoring_loader(split: EncodedSplit, config: Config, *, pad_id: int, on_gpu: 
 
 
 def rows_by_padded_size(split: EncodedSplit) -> np.ndarray:
-    """Row numbers sorted by the padded size of their text (chunks x longest chunk, summed over texts)."""
+    """Row numbers sorted by the padded size of their text (``padded_sizes``)."""
+    return np.argsort(padded_sizes(split), kind="stable")
+
+
+def padded_sizes(split: EncodedSplit) -> np.ndarray:
+    """Each row's text as a batch of that row alone pads it: chunks x longest chunk, summed over texts.
+
+    Scoring batches rows by it, and so does training with ``group_by_length``.
+    """
     size = np.zeros(len(split), dtype=np.int64)
     for chunks in split.texts.values():
         longest = np.zeros(len(split), dtype=np.int64)
         np.maximum.at(longest, np.repeat(np.arange(len(split)), chunks.num_chunks), chunks.chunk_lengths)
         size += chunks.num_chunks * longest
-    return np.argsort(size, kind="stable")
+    return size

@@ -108,6 +108,17 @@ def test_bf16_speed(bert_512):
 
 
 @pytest.mark.benchmark
+def test_length_grouping(bert_512):
+    import length_grouping
+
+    figures = length_grouping.run(bert_512, train_rows=96, eval_rows=40)
+    grouped, plain = figures["grouped"], figures["random"]
+    assert plain["padded_tokens_per_sample"] > grouped["padded_tokens_per_sample"] >= grouped["real_tokens_per_sample"]
+    assert plain["real_tokens_per_sample"] == grouped["real_tokens_per_sample"], "both sides train on the same rows"
+    assert figures["speedup"] > 0 and 0 <= grouped["test_auroc"] <= 1 and grouped["training_phase_s"] > 0
+
+
+@pytest.mark.benchmark
 def test_gpu_plan_runs_tiny_on_cpu():
     import subprocess
 

@@ -29,6 +29,8 @@ HPARAMS = {
     "dropout_keep": 0.7,
     "load_ckpt": True,
     "early_stop_patience": 20,
+    "group_by_length": True,  # the resumed run must continue the length-grouped order exactly
+    "length_group_window": 3,  # several windows in an epoch of 10 batches
 }
 
 

@@ -5,14 +5,25 @@ from a checkpoint sees exactly the batches an uninterrupted run would have seen.
 FSDP each rank takes every ``world``-th row of that order; like ``DistributedSampler``, the order
 is padded by wrapping around so every rank runs the same number of batches (collectives stay in
 step). Final evaluation does not use this: it runs once over every row on global rank 0.
+
+With length grouping (``group_by_length``, the pattern of Hugging Face's ``group_by_length`` and
+fairseq's buckets) the permutation is then cut into windows of ``length_group_window`` batches,
+each window is sorted by the rows' padded text size and cut into batches, and the batches are
+shuffled, all from the same ``(seed, epoch)`` generator. A batch is padded to its longest row, so
+rows of similar size waste little padding while the order of the batches stays random. It is done
+on the order of the whole world, in batches of ``batch_size`` x ``world`` rows, before the ranks
+take their every-``world``-th rows: each rank's batch ``i`` is its share of the same global batch,
+so the ranks still run equal numbers of batches that together hold every row once.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, Sampler
@@ -25,6 +36,30 @@ def world_position() -> tuple[int, int]:
     return 0, 1
 
 
+@dataclass(frozen=True)
+class LengthGrouping:
+    """Batches of rows of similar padded size, in a random order of batches (see the module docstring)."""
+
+    sizes: np.ndarray  # each row's padded text size (``processing.loaders.padded_sizes``)
+    batch_size: int  # rows per batch and process
+    window: int  # batches per window sorted by size
+
+    def apply(self, order: list[int], world: int, generator: torch.Generator) -> list[int]:
+        """``order`` (the epoch's, padded to a multiple of ``world``) regrouped: only the last batch
+        may be short, and it stays last, so every rank's batches line up with the global ones."""
+        if not order:
+            return order
+        rows = np.asarray(order, dtype=np.int64)
+        batch = self.batch_size * world
+        per_window = batch * self.window
+        windows = [rows[i : i + per_window] for i in range(0, len(rows), per_window)]
+        grouped = np.concatenate([w[np.argsort(self.sizes[w], kind="stable")] for w in windows])
+        batches = [grouped[i : i + batch] for i in range(0, len(grouped), batch)]
+        full = len(grouped) // batch
+        shuffled = [batches[i] for i in torch.randperm(full, generator=generator).tolist()] + batches[full:]
+        return np.concatenate(shuffled).tolist()
+
+
 class ShardedRows(Sampler[int]):
     """This rank's row numbers for one epoch; the rank is read when iterating, after the process group exists.
 
@@ -32,10 +67,11 @@ class ShardedRows(Sampler[int]):
     ``resume_at`` makes the next pass over that epoch start after the rows already trained on.
     """
 
-    def __init__(self, rows: int, *, shuffle: bool, seed: int = 0):
+    def __init__(self, rows: int, *, shuffle: bool, seed: int = 0, grouping: LengthGrouping | None = None):
         self.rows = rows
         self.shuffle = shuffle
         self.seed = seed
+        self.grouping = grouping
         self.epoch = 0
         self._resume: tuple[int, int] = (-1, 0)  # (epoch, rows of it already trained on)
 
@@ -57,18 +93,24 @@ class ShardedRows(Sampler[int]):
         return math.ceil(self.rows / world)
 
     def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            order = torch.randperm(self.rows, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
-        else:
-            order = list(range(self.rows))
         rank, world = world_position()
+        yield from self.epoch_order(world)[rank::world][self.rows_skipped :]
+
+    def epoch_order(self, world: int) -> list[int]:
+        """The current epoch's order for all ``world`` ranks together, wrapped around to a multiple of ``world``."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.rows, generator=generator).tolist() if self.shuffle else list(range(self.rows))
         total = math.ceil(self.rows / world) * world
         order += (order * math.ceil(total / max(len(order), 1)))[: total - len(order)]
-        yield from order[rank:total:world][self.rows_skipped :]
+        if self.grouping is not None:
+            order = self.grouping.apply(order, world, generator)
+        return order
 
 
-def sharded_batches(rows: int, batch_size: int, *, shuffle: bool, seed: int = 0) -> BatchSampler:
-    return BatchSampler(ShardedRows(rows, shuffle=shuffle, seed=seed), batch_size, drop_last=False)
+def sharded_batches(
+    rows: int, batch_size: int, *, shuffle: bool, seed: int = 0, grouping: LengthGrouping | None = None
+) -> BatchSampler:
+    return BatchSampler(ShardedRows(rows, shuffle=shuffle, seed=seed, grouping=grouping), batch_size, drop_last=False)
 
 
 class ResumableLoader(DataLoader):
