@@ -15,8 +15,10 @@ Requests hold rows shaped like the training files; the label column may be there
 Responses, chosen by ``Accept`` (JSON by default): ``application/json``
 ``{"predictions": [{...}, ...]}``; ``application/jsonlines``, one object per line; ``text/csv``,
 one line per row without a header (so batch transform's ``AssembleWith=Line`` joins the output
-line by line to its input) unless ``header=present`` is asked for. Each row holds the id when the
-request had one, ``prob_<class>`` for every class and ``prediction``.
+line by line to its input) unless ``header=present`` is asked for. Line formats end at their last
+row: batch transform adds the newline after each response itself, and a second one would leave a
+blank line between mini-batches. Each row holds the id when the request had one, ``prob_<class>``
+for every class and ``prediction``.
 """
 
 from __future__ import annotations
@@ -163,10 +165,10 @@ def render(predictions: pd.DataFrame, accept: str | None) -> tuple[bytes, str]:
         if kind == JSON:
             return json.dumps({"predictions": _plain(predictions)}).encode(), JSON
         if kind == JSONLINES:
-            return "".join(json.dumps(row) + "\n" for row in _plain(predictions)).encode(), JSONLINES
+            return "\n".join(json.dumps(row) for row in _plain(predictions)).encode(), JSONLINES
         if kind == CSV:
             header = params.get("header") == "present"
-            return predictions.to_csv(index=False, header=header).encode(), CSV
+            return predictions.to_csv(index=False, header=header, lineterminator="\n").removesuffix("\n").encode(), CSV
     raise BadRequest(
         f"Accept {accept!r} asks for nothing this endpoint writes; accept one of {', '.join(RESPONSE_TYPES)}.",
         status=406,

@@ -4,6 +4,7 @@ starts it, and script mode on a stand-in of SageMaker's PyTorch framework image.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -11,10 +12,12 @@ import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from helpers.data import hyperparameters, write_job
-from helpers.engine import PRETRAINED_CHANNEL, run_local_training_job
+from helpers.engine import PRETRAINED_CHANNEL, run_local_deployment, run_local_training_job
 from helpers.jobs import MODEL_FILES, ROOT
 
 pytestmark = pytest.mark.container
@@ -143,3 +146,67 @@ def test_script_mode_on_a_framework_image_installs_the_requirements_and_keeps_it
     assert packed == set(MODEL_FILES), sorted(packed)
     config = json.loads(archived(job, "model.tar.gz", "hyperparameters.json"))
     assert (config["max_epochs"], config["batch_size"]) == (2, 16)  # the job's value over the shipped file
+
+
+ROW_COLUMNS = ["uid", "review", "score", "count", "region"]  # docs/deploy.md: the order of a row without a header
+PROBABILITIES = ["prob_0", "prob_1"]
+
+
+def test_a_model_the_sdk_trained_is_deployed_answers_predict_and_batch_transforms_a_headerless_csv(
+    tmp_path, sagemaker_local_job, docker_engine, training_image
+):
+    """The user's path after training: ``Model(image_uri, model_data).deploy()`` to a local endpoint,
+    ``predict()`` the test rows (CSV with a header in, JSON out; JSON records in, CSV out), delete
+    the endpoint, then ``model.transformer(...)`` on a header-less CSV split by line, in mini-batches
+    of up to 1 MB (more than one here), assembled by line. Every answer must be the training job's
+    own test prediction for that row, and the transform's output must join its input line by line."""
+    job = sagemaker_local_job(instance_count=1)
+    assert job.returncode == 0 and job.report.get("ok"), job.describe()
+    expected = pd.read_csv(io.BytesIO(archived(job, "output.tar.gz", "data/test_predictions.csv")),
+                           dtype={"uid": str}).set_index("uid")
+    test_file = job.channels["test"] / "test.csv"
+    rows = pd.read_csv(test_file, dtype={"uid": str, "review": str})
+    records = json.loads(rows.drop(columns="label").to_json(orient="records"))
+
+    copies = -(-1_200_000 // len(rows[ROW_COLUMNS].to_csv(index=False, header=False)))  # past one 1 MB mini-batch
+    many = pd.concat([rows[ROW_COLUMNS].assign(uid=rows["uid"] + f"~{k}") for k in range(copies)], ignore_index=True)
+    (tmp_path / "transform-input").mkdir()
+    many.to_csv(tmp_path / "transform-input" / "rows.csv", index=False, header=False)
+
+    started = time.monotonic()
+    deployment = run_local_deployment(
+        docker_engine, training_image, tmp_path / "deployment", job.archives["model.tar.gz"],
+        requests=[
+            {"name": "csv", "body": test_file.read_bytes(), "content_type": "text/csv", "accept": "application/json"},
+            {"name": "json", "body": json.dumps(records).encode(), "content_type": "application/json",
+             "accept": "text/csv"},
+        ],
+        transform={"input": tmp_path / "transform-input", "content_type": "text/csv", "split_type": "Line",
+                   "assemble_with": "Line", "accept": "text/csv", "strategy": "MultiRecord", "max_payload": 1},
+    )
+    print(f"local endpoint and batch transform of {len(many)} rows: {time.monotonic() - started:.1f} s")
+    assert deployment.returncode == 0 and deployment.report.get("ok"), deployment.describe()
+
+    def assert_the_jobs_predictions(scored: pd.DataFrame, ids: pd.Series) -> None:
+        want = expected.loc[ids.to_numpy()]
+        np.testing.assert_allclose(scored[PROBABILITIES].to_numpy(), want[PROBABILITIES].to_numpy(), atol=1e-5, rtol=0)
+        assert scored["prediction"].tolist() == want["prediction"].tolist()
+
+    from_csv = pd.DataFrame(json.loads(deployment.report["responses"]["csv"])["predictions"])
+    assert from_csv["uid"].tolist() == rows["uid"].tolist()
+    assert_the_jobs_predictions(from_csv, rows["uid"])
+    from_json = pd.read_csv(io.StringIO(deployment.report["responses"]["json"]), header=None, dtype={0: str},
+                            names=["uid", *PROBABILITIES, "prediction"])
+    assert from_json["uid"].tolist() == rows["uid"].tolist()
+    assert_the_jobs_predictions(from_json, rows["uid"])
+    assert deployment.report["port_closed"] and deployment.left_running == [], deployment.describe()
+
+    assert deployment.report["transform_outputs"] == ["rows.csv.out"], deployment.describe()
+    lines = (deployment.transform_output / "rows.csv.out").read_text().splitlines()
+    assert len(lines) == len(many), (len(lines), len(many))  # one line per input line, no blank line between batches
+    out = pd.read_csv(io.StringIO("\n".join(lines)), header=None, dtype={0: str},
+                      names=["uid", *PROBABILITIES, "prediction"])
+    assert out["uid"].tolist() == many["uid"].tolist()  # line i answers input line i
+    assert_the_jobs_predictions(out, out["uid"].str.split("~").str[0])
+    requests = [line for line in ANSI_CODE.sub("", deployment.log).splitlines() if '"POST /invocations' in line]
+    assert len(requests) >= 2 + 2, requests  # the endpoint's two, then the transform's mini-batches

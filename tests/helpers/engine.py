@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -480,14 +481,15 @@ def sdk_environment(engine: Engine, work: Path) -> dict[str, str]:
 @dataclass
 class LocalJob:
     """What a local-mode training job left: the script's JSON report (``ok``, ``error``, per host
-    its config files and mounts), the log, and the archives (``model.tar.gz``, ``output.tar.gz``)
-    with the names inside each."""
+    its config files and mounts), the log, the archives (``model.tar.gz``, ``output.tar.gz``)
+    with the names inside each, and the channels' local folders."""
 
     returncode: int
     report: dict
     log: str
     archives: dict[str, Path] = field(default_factory=dict)
     contents: dict[str, list[str]] = field(default_factory=dict)
+    channels: dict[str, Path] = field(default_factory=dict)
 
     def describe(self) -> str:
         """For assertion messages: the report and the end of the log."""
@@ -496,14 +498,20 @@ class LocalJob:
                 f"{self.report.get('traceback', '')}\nlog:\n{_tail(self.log)}")
 
 
+def compose_containers(engine: Engine, root: Path, running: bool = False) -> list[str]:
+    """The containers docker-compose made from compose files under ``root`` (only the running ones
+    with ``running``)."""
+    label = "com.docker.compose.project.working_dir"
+    listing = engine.docker("ps", *([] if running else ["--all"]), "--filter", f"label={label}", "--format",
+                            f'{{{{.ID}}}} {{{{.Label "{label}"}}}}', check=False)
+    return [line.split(" ", 1)[0] for line in listing.stdout.splitlines()
+            if " " in line and Path(line.split(" ", 1)[1]).is_relative_to(root)]
+
+
 def remove_compose_containers(engine: Engine, root: Path) -> None:
     """Remove the containers docker-compose made from compose files under ``root`` (the SDK leaves
     them stopped, and they would keep every former test image)."""
-    label = "com.docker.compose.project.working_dir"
-    listing = engine.docker("ps", "--all", "--filter", f"label={label}", "--format",
-                            f'{{{{.ID}}}} {{{{.Label "{label}"}}}}', check=False)
-    ours = [line.split(" ", 1)[0] for line in listing.stdout.splitlines()
-            if " " in line and Path(line.split(" ", 1)[1]).is_relative_to(root)]
+    ours = compose_containers(engine, root)
     if ours:
         engine.docker("rm", "--force", *ours, check=False)
 
@@ -562,7 +570,87 @@ def run_local_training_job(
         archives[archive.name] = archive
         with tarfile.open(archive) as tar:
             contents[archive.name] = sorted(name.removeprefix("./") for name in tar.getnames())
-    return LocalJob(result.returncode, report, result.stdout + result.stderr, archives, contents)
+    return LocalJob(result.returncode, report, result.stdout + result.stderr, archives, contents, channels)
+
+
+@dataclass
+class LocalDeployment:
+    """What a local-mode deployment left: the script's JSON report (``ok``, ``error``, the responses
+    by request name, ``port_closed``, ``transform_outputs``), its log, the transform's output folder,
+    and the containers still running at the end."""
+
+    returncode: int
+    report: dict
+    log: str
+    transform_output: Path
+    left_running: list[str]  # containers of the endpoint or the transform still running when the script ended
+
+    def describe(self) -> str:
+        report = {k: v for k, v in self.report.items() if k != "traceback"}
+        return (f"exit {self.returncode}; report: {json.dumps(report, indent=1)[:4000]}\n"
+                f"{self.report.get('traceback', '')}\nlog:\n{_tail(self.log)}")
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_local_deployment(
+    engine: Engine,
+    image: str,
+    work: Path,
+    model_tar: Path,
+    requests: list[dict],
+    transform: dict,
+    *,
+    environment: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> LocalDeployment:
+    """Deploy ``model_tar`` with SDK v2 in local mode (``tests/sagemaker_local/deploy_model.py``): a
+    local endpoint of ``image`` answers ``requests`` (``name``, ``body`` bytes, ``content_type``,
+    ``accept``) and is deleted, then a batch transform (``input``: a folder; ``content_type``,
+    ``split_type``, ``assemble_with``, ``accept``, ``strategy``, ``max_payload``) writes into
+    ``work/transform-output``. The model.tar.gz is copied into a folder of its own first: local mode
+    unpacks it next to itself and mounts that folder as /opt/ml/model."""
+    python = ensure_sdk_venv("v2")
+    model_dir = work / "model-data"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model_tar, model_dir / "model.tar.gz")
+    bodies = []
+    for i, request in enumerate(requests):
+        body_file = work / f"request-{i}.body"
+        body_file.write_bytes(request["body"])
+        bodies.append({k: v for k, v in request.items() if k != "body"} | {"body_file": str(body_file)})
+    output = work / "transform-output"
+    container_root = work / f"containers-{uuid.uuid4().hex[:8]}"
+    spec = {
+        "image_uri": image,
+        "role": DUMMY_ROLE,
+        "model_data": (model_dir / "model.tar.gz").as_uri(),
+        "container_root": str(container_root),
+        "serving_port": free_port(),
+        "environment": environment or {},
+        "requests": bodies,
+        "transform": transform | {"input": Path(transform["input"]).as_uri(), "output": output.as_uri()},
+    }
+    spec_file = work / "deployment.json"
+    spec_file.write_text(json.dumps(spec, indent=1))
+    left_running: list[str] = []
+    try:
+        result = subprocess.run([str(python), str(SDK_SCRIPTS / "deploy_model.py"), str(spec_file)],
+                                env=sdk_environment(engine, work), capture_output=True, text=True, timeout=timeout,
+                                check=False)
+        left_running = compose_containers(engine, container_root, running=True)
+    finally:
+        remove_compose_containers(engine, container_root)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    try:
+        report = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        report = {}
+    return LocalDeployment(result.returncode, report, result.stdout + result.stderr, output, left_running)
 
 
 def main(argv: list[str]) -> int:
