@@ -1,6 +1,7 @@
 """The real image under a real Docker engine: ``docker run`` on a mounted /opt/ml writes every output,
-``docker stop`` leaves a checkpoint that a restart resumes from, and a bad hyperparameter fails
-cleanly. (The SDK's local mode runs it as SageMaker does: test_sagemaker_local.py.)
+``docker stop`` leaves a checkpoint that a restart resumes from, a bad hyperparameter fails
+cleanly, and ``serve`` answers on the port SageMaker names. (The SDK's local mode runs it as SageMaker
+does: test_sagemaker_local.py.)
 
 The image is the repository's Dockerfile built FROM a CPU stand-in for the PyTorch base image (no
 registry is reachable here); the fixtures in conftest.py start the engine and build both images
@@ -9,15 +10,20 @@ registry is reachable here); the fixtures in conftest.py start the engine and bu
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from helpers.data import hyperparameters, write_job
+from helpers.engine import free_port
 from helpers.jobs import MODEL_FILES
 
 pytestmark = pytest.mark.container
@@ -120,3 +126,50 @@ def test_a_bad_hyperparameter_fails_the_container_with_the_reason_and_no_model(
     reason = failure.read_text().splitlines()[0]
     assert "'lr'" in reason, reason
     assert not names(base / "model"), names(base / "model")
+
+
+def test_the_image_serves_a_model_on_the_port_sagemaker_names_and_stops_on_sigterm(
+    binary_job, docker_engine, training_image
+):
+    """``docker run IMAGE serve`` as SageMaker starts a hosting container: the model in
+    /opt/ml/model, the port from SAGEMAKER_BIND_TO_PORT (which the image's label allows), /ping once
+    the model is loaded, the job's own predictions from /invocations, and ``docker stop`` ends the
+    server cleanly."""
+    labels = docker_engine.labels(training_image) or {}
+    assert labels.get("com.amazonaws.sagemaker.capabilities.accept-bind-to-port") == "true", labels
+    name = f"serve-{uuid.uuid4().hex[:8]}"
+    host_port = free_port()
+    docker_engine.docker("run", "-d", "--name", name, "-v", f"{binary_job / 'model'}:/opt/ml/model:ro",
+                         "-e", "SAGEMAKER_BIND_TO_PORT=9191", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1",
+                         "-p", f"127.0.0.1:{host_port}:9191", training_image, "serve")
+    try:
+        url = f"http://127.0.0.1:{host_port}"
+        deadline = time.monotonic() + 120
+        while not answers(f"{url}/ping"):
+            state = docker_engine.docker("inspect", "-f", "{{.State.Status}}", name).stdout.strip()
+            assert state == "running" and time.monotonic() < deadline, docker_engine.docker("logs", name).stdout
+            time.sleep(0.5)
+        test_csv = (binary_job / "input" / "data" / "test" / "test.csv").read_bytes()
+        request = urllib.request.Request(f"{url}/invocations", data=test_csv, method="POST",
+                                         headers={"Content-Type": "text/csv", "Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            scored = json.loads(response.read())["predictions"]
+        job = pd.read_csv(binary_job / "output" / "data" / "test_predictions.csv", dtype={"uid": str})
+        assert [row["uid"] for row in scored] == job["uid"].tolist()
+        np.testing.assert_allclose([row["prob_1"] for row in scored], job["prob_1"], atol=1e-5, rtol=0)
+        started = time.monotonic()
+        docker_engine.docker("stop", "--time", str(STOP_GRACE_SECONDS), name, timeout=120)
+        stopped_in = time.monotonic() - started
+        exit_code = docker_engine.docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
+        print(f"serve: stopped in {stopped_in:.1f} s with exit status {exit_code}")
+        assert exit_code == "0" and stopped_in < STOP_BOUND_SECONDS, docker_engine.docker("logs", name).stdout
+    finally:
+        docker_engine.docker("rm", "--force", name, check=False)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
