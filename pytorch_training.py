@@ -5,7 +5,8 @@ Reads the train/val/test splits and ``hyperparameters.json`` from the contract's
 
 1. configure: validate the hyperparameters (unknown keys, wrong types, contradicting fields) and
    apply an upstream step's ``model_artifacts_input``; plan processes and devices;
-2. load the tokenizer and the pretrained transformer named by ``tokenizer``;
+2. load the tokenizer and the pretrained transformer named by ``tokenizer``, and an earlier job's
+   model from the ``pretrained_model`` channel when given (warm start: same architecture, or an error);
 3. read the splits and check every row: columns, labels, numeric values; refuse a checkpoint of
    another run;
 4. preprocess once: strict labels, mean imputation and risk tables fitted on train (or given),
@@ -76,12 +77,13 @@ def run(paths: ContractPaths, switches: RunSwitches, stop: StopRequest, dry_run:
     record = RunRecord()
     setup = steps.configure(paths, switches, record)
     pretrained = steps.load_pretrained(setup.config)
+    parent = steps.load_parent_model(paths, setup, pretrained, record)
     data = steps.read_data(paths, setup.config)
     if dry_run is not None:
         paths, setup, data = dry_run.on_a_sample(paths, setup, pretrained, data)
     resume = steps.find_checkpoint(paths, setup, data)
     prepared = steps.preprocess(setup, pretrained, data, cache_dir=None if dry_run else paths.text_cache_dir)
-    built = steps.build(setup.config, pretrained, prepared)
+    built = steps.build(setup.config, pretrained, prepared, parent)
     trained = steps.train(paths, setup, pretrained, prepared, built, resume, stop)
     metrics: dict = {}
     with steps.global_rank_zero_outputs(paths, trained) as staging:

@@ -20,6 +20,8 @@ PROGRAM_DIR = Path(__file__).resolve().parent.parent
 
 # The channel a pipeline step uses to hand over precomputed imputation / risk tables.
 ARTIFACTS_CHANNEL = "model_artifacts_input"
+# The channel that holds an earlier job's model.tar.gz (or model/ files) to start the weights from.
+PRETRAINED_MODEL_CHANNEL = "pretrained_model"
 TRAINING_LOG_FOLDER = "tensorboard_train"  # in output/data; written live during training
 TEXT_CACHE_FOLDER = "preprocessed"  # in the checkpoint folder, so a restarted job finds it
 
@@ -31,6 +33,7 @@ class ContractPaths:
     base_dir: Path
     channels: Mapping[str, Path]
     artifacts_input_dir: Path
+    pretrained_model_dir: Path
     code_hyperparameters: Path
     job_hyperparameters: Path
     model_dir: Path
@@ -73,11 +76,13 @@ def resolve_paths(environ: Mapping[str, str] | None = None, program_dir: Path = 
         split: Path(env.get(f"SM_CHANNEL_{split.upper()}") or data_dir / split) for split in SPLITS
     }
     artifacts = Path(env.get(f"SM_CHANNEL_{ARTIFACTS_CHANNEL.upper()}") or data_dir / ARTIFACTS_CHANNEL)
+    parent = Path(env.get(f"SM_CHANNEL_{PRETRAINED_MODEL_CHANNEL.upper()}") or data_dir / PRETRAINED_MODEL_CHANNEL)
     config_dir = base / "input" / "config"
     return ContractPaths(
         base_dir=base,
         channels=channels,
         artifacts_input_dir=artifacts,
+        pretrained_model_dir=parent,
         code_hyperparameters=_shipped_hyperparameters(base, program_dir),
         job_hyperparameters=config_dir / "hyperparameters.json",
         model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),

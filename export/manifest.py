@@ -2,7 +2,8 @@
 
 What it was trained on (each split file's path, size, SHA-256 and rows, and the upstream step's
 ``model_artifacts_input`` files the job read: precomputed imputation, risk tables, feature
-selection), with what (the resolved config and its hash, model class, parameter counts, library
+selection; and the earlier job's model its weights started from, if any, with its SHA-256),
+with what (the resolved config and its hash, model class, parameter counts, library
 versions, the code's git commit), when (start, end, duration), how it went (best checkpoint, the
 weights exported, final metrics, ONNX parity) and the SHA-256 of every file beside it.
 ``config_sha256`` is the SHA-256 of the config as canonical JSON (keys sorted, no spaces, UTF-8),
@@ -53,12 +54,17 @@ class RunRecord:
 
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     pipeline_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parent_model: dict[str, Any] | None = None  # the pretrained_model channel's model the weights started from
     _clock: float = field(default_factory=time.perf_counter, repr=False)
 
     def record_pipeline_inputs(self, files: Iterable[Path]) -> None:
         """Hash the ``model_artifacts_input`` files just after the job read them, so the manifest
         describes what was used even if the channel changes while the job trains."""
         self.pipeline_inputs = {path.name: file_entry(path) for path in files}
+
+    def record_parent_model(self, entry: dict[str, Any]) -> None:
+        """The earlier job's model this one started from (``models.warm_start.ParentModel.lineage``)."""
+        self.parent_model = entry
 
     @property
     def elapsed(self) -> float:
@@ -83,6 +89,7 @@ class RunRecord:
             "manifest_version": MANIFEST_VERSION,
             "inputs": {split: split_entry(source, len(frames[split])) for split, source in files.items()},
             "model_artifacts_input": self.pipeline_inputs,
+            "parent_model": self.parent_model,
             "config": config_json,
             "config_sha256": config_sha256(config_json),
             "model": {

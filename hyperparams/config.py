@@ -141,6 +141,12 @@ class Config(BaseModel):
     count_threshold: int = Field(
         0, ge=0, description="Categories seen fewer times than this in train get the default risk."
     )
+    risk_table_folds: PositiveInt = Field(
+        5,
+        description="Training rows get risk rates from tables fitted on the other folds (stratified, seeded by "
+        "seed), so no row's rate holds its own label; val, test and the saved tables use all training rows. "
+        "1: in-sample rates.",
+    )
     imputation_dict: dict[str, float] | None = Field(
         None, description="Fixed imputation values, one per numeric field, instead of train means."
     )

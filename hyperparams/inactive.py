@@ -113,6 +113,7 @@ REASONS: dict[str, Reason] = {
     "risk_tables": _tabular,
     "smooth_factor": _risk_table_fitting,
     "count_threshold": _risk_table_fitting,
+    "risk_table_folds": _risk_table_fitting,
     "max_total_chunks": _chunking,
     "chunk_trancate": _chunking,
     "length_group_window": _length_groups,

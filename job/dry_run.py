@@ -25,7 +25,7 @@ import math
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -39,6 +39,7 @@ from models.registry import trainable_parameters
 from processing.dataset import EncodedSplit
 from processing.numeric import parse_numeric
 from processing.preparation import encode_labels, encode_texts
+from processing.quality import quality_warnings
 from processing.text.chunking import ChunkStats
 from processing.text.pipeline import token_length_summary
 from processing.text.ragged import RaggedChunks
@@ -64,6 +65,7 @@ class FullData:
     labels: dict[str, np.ndarray]
     text: dict[str, tuple[RaggedChunks, ChunkStats]]
     grouped_padding: float | None = None  # padded tokens of length-grouped batches / those of random batches
+    quality: list[str] = field(default_factory=list)  # processing.quality's warnings about the whole training split
 
 
 class DryRun:
@@ -88,10 +90,15 @@ class DryRun:
         encoded, stats = encode_texts(config, pretrained.tokenizer, text_samples, files={})
         padding = grouped_padding(config, encoded["train"], pretrained.pad_id)
         self.full = FullData(config, labels, text_statistics(config, encoded, stats), padding)
+        stats = {role: role_stats for role, (_, role_stats) in self.full.text.items()}
+        self.full.quality = quality_warnings(config, data.frames["train"], labels["train"], stats)
+        for warning in self.full.quality:
+            log.warning(warning)
         frames = {s: sample_split(config, f, labels[s], sample_rows(config, s)) for s, f in data.frames.items()}
         log.info("Dry run: the job runs on %s in %s", _rows(frames), self.folder)
         scratch_config = revalidated(config, SCRATCH_OVERRIDES, "the dry run's one-epoch settings")
-        sample_setup = replace(setup, config=scratch_config, reports=False)  # no tuning lines, no MLflow run
+        # no tuning lines, no MLflow run; no quality warnings about the sample (the whole data's are above)
+        sample_setup = replace(setup, config=scratch_config, reports=False, checks_quality=False)
         return paths.with_outputs_in(self.folder), sample_setup, replace(data, frames=frames)
 
     def report(self, outcome: JobOutcome) -> str:
@@ -168,6 +175,8 @@ def render_report(full: FullData, model, trainer: pl.Trainer, seconds: float) ->
     lines.append(
         f"Tabular features: {len(features)}" + (f" ({', '.join(features)})" if features else " (text-only model)")
     )
+    lines.append(f"Quality warnings: {len(full.quality) or 'none'}")
+    lines.extend(f"- {warning}" for warning in full.quality)
     total = sum(p.numel() for p in model.parameters())
     lines.append(f"Model {config.model_class}: {total:,} parameters, {trainable_parameters(model):,} trainable")
     lines.extend(_time_estimate(config, labels, trainer, full.grouped_padding))

@@ -1,7 +1,8 @@
 """The steps of the job, in order; ``pytorch_training.py`` and the dry run call the same functions.
 
-configure -> load the pretrained model -> read and check the data -> find the checkpoint to resume
--> preprocess -> build the model -> train -> (global rank 0, staged) export, evaluate, record.
+configure -> load the pretrained model -> load an earlier job's model to start from, if given ->
+read and check the data -> find the checkpoint to resume -> preprocess -> build the model -> train
+-> (global rank 0, staged) export, evaluate, record.
 
 Each step takes the small named objects earlier steps returned and returns its own; nothing else
 passes between steps. A step does its work through the library packages (``processing``,
@@ -38,6 +39,7 @@ from inference.engines import TorchEngine
 from models.backbone import Backbone
 from models.classifier import Classifier
 from models.registry import build_model, initial_word_embeddings, trainable_parameters
+from models.warm_start import ParentModel
 from processing.cache import TextCache
 from processing.dataset import BatchCollator
 from processing.files import SplitFiles, read_splits
@@ -67,6 +69,7 @@ class Setup:
     plan: ProcessPlan
     on_sagemaker: bool = False  # the platform's resourceconfig.json (or the toolkit's SM_HOSTS) is there
     reports: bool = True
+    checks_quality: bool = True  # preprocessing warns about the data (a dry run warns from the whole data instead)
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,19 @@ def load_pretrained(config: Config) -> Pretrained:
     return Pretrained(tokenizer, backbone)
 
 
+def load_parent_model(paths: ContractPaths, setup: Setup, pretrained: Pretrained, run: RunRecord) -> ParentModel | None:
+    """The ``pretrained_model`` channel's model to start the weights from (None: the channel is empty
+    or absent), checked against this job's architecture before any slow work."""
+    parent = ParentModel.find(paths.pretrained_model_dir)
+    if parent is None:
+        return None
+    parent.check(setup.config, pretrained.tokenizer.get_vocab(), pretrained.backbone.to_dict())
+    run.record_parent_model(parent.lineage())
+    log.info("Warm start: the weights start from %s (SHA-256 %s); preprocessing is fitted on this job's data",
+             parent.source, parent.sha256)
+    return parent
+
+
 def read_data(paths: ContractPaths, config: Config) -> InputData:
     files, frames = read_splits(paths.channels, config)
     validate_splits(config, frames, files)
@@ -169,15 +185,22 @@ def find_checkpoint(paths: ContractPaths, setup: Setup, data: InputData) -> Resu
 def preprocess(setup: Setup, pretrained: Pretrained, data: InputData, cache_dir: Path | None) -> PreparedData:
     """Labels, tabular encoders and the text chain, once per node: local rank 0 fills the text cache
     in ``cache_dir`` and the node's other ranks read it. ``cache_dir`` None: no cache."""
+    quality = setup.checks_quality
     if cache_dir is None:
-        return prepare_data(setup.config, data.frames, pretrained.tokenizer, data.files)
+        return prepare_data(setup.config, data.frames, pretrained.tokenizer, data.files, check_quality=quality)
     with local_rank_zero_first(cache_dir, run_fingerprint(setup.config, data.digests)):
-        return prepare_data(setup.config, data.frames, pretrained.tokenizer, data.files, TextCache(cache_dir))
+        return prepare_data(
+            setup.config, data.frames, pretrained.tokenizer, data.files, TextCache(cache_dir), check_quality=quality
+        )
 
 
-def build(config: Config, pretrained: Pretrained, prepared: PreparedData) -> BuiltModel:
+def build(config: Config, pretrained: Pretrained, prepared: PreparedData, parent: ParentModel | None) -> BuiltModel:
+    """The model with the pretrained transformer's weights, or the parent model's (warm start); the
+    tabular feature scaling from this job's training rows either way."""
     embeddings = initial_word_embeddings(config, pretrained.backbone)
     model = build_model(config, pretrained.backbone, embeddings)
+    if parent is not None:
+        parent.initialise(model)
     if model.tabular is not None:
         model.tabular.fit_scale(prepared.splits["train"].tabular)
     log.info("Model %s: %s trainable parameters", config.model_class, f"{trainable_parameters(model):,}")

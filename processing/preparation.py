@@ -1,7 +1,8 @@
 """Split files -> model-ready arrays, in one pass per run.
 
 Labels are encoded strictly, numeric fields imputed, categorical fields risk-encoded (both fitted
-on train only, or given), and every text column run through its text chain once.
+on train only, or given; the training rows' own risk rates out of fold), and every text column run
+through its text chain once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from processing.cache import TextCache, cache_key, tokenizer_fingerprint
 from processing.dataset import EncodedSplit
 from processing.files import SplitFiles
 from processing.labels import LabelEncoder
+from processing.quality import quality_warnings
 from processing.tabular import TabularEncoders
 from processing.text.chunking import ChunkStats
 from processing.text.pipeline import build_text_pipeline, token_length_summary
@@ -99,16 +101,25 @@ def prepare_data(
     tokenizer,
     files: Mapping[str, SplitFiles],
     cache: TextCache | None = None,
+    check_quality: bool = True,
 ) -> PreparedData:
+    """``check_quality``: log what in the data may hurt the model (``processing.quality``); a dry run
+    checks the whole data before it samples, and turns it off for its sample."""
     _, label_ids = encode_labels(config, frames)
     check_training_labels(label_ids["train"], config.class_labels, files["train"])
     for split, ids in label_ids.items():
         counts = np.bincount(ids, minlength=config.num_classes)
         log.info("%s: %d rows, classes %s", split, len(ids), dict(zip(map(str, config.class_labels), counts.tolist())))
-    tabular = TabularEncoders.fit(config, frames["train"], label_ids["train"])
     # tabular problems (e.g. rates of another risk table) surface before the slow text encoding
-    features = {split: tabular.transform(config, frame, split) for split, frame in frames.items()}
-    texts, _ = encode_texts(config, tokenizer, frames, files, cache)
+    tabular, train_features = TabularEncoders.fit_transform(config, frames["train"], label_ids["train"])
+    features = {
+        split: train_features if split == "train" else tabular.transform(config, frame, split)
+        for split, frame in frames.items()
+    }
+    texts, text_stats = encode_texts(config, tokenizer, frames, files, cache)
+    if check_quality:
+        for warning in quality_warnings(config, frames["train"], label_ids["train"], text_stats):
+            log.warning(warning)
     splits = {split: EncodedSplit(texts[split], features[split], label_ids[split]) for split in frames}
     return PreparedData(splits, tabular)
 

@@ -8,6 +8,15 @@ positive class); multiclass tasks keep one rate per class (``hyperparams.rules.r
 ``RiskTableEncoder`` follows scikit-learn's manner: ``fit`` learns ``tables_``, ``transform``
 applies them, and using it before fitting raises ``NotFittedError``. The tables round-trip through
 the ``risk_table_map`` artifact ``{field: {"bins": {category: rate}, "default_bin": rate}}``.
+
+Out-of-fold encoding of the training rows (``fit_transform``, as scikit-learn's ``TargetEncoder``
+cross-fits): applied to the rows it was fitted on, a table hands each row a rate that contains the
+row's own label, and for a category seen once (an id, a SKU) the rate *is* the label; the model
+learns to read the label from it, and on new rows every such value is unseen. So ``fit_transform``
+splits the rows into ``folds`` stratified folds (shuffled with ``seed``: the same split on every
+rank and every run) and encodes each fold with tables fitted, smoothing and ``count_threshold``
+included, on the other folds alone; ``tables_``, which encode every other row and are saved, are
+fitted on all rows, exactly as ``fit`` fits them.
 ``GivenRiskTables`` applies tables fitted by an upstream step, and passes through a column that
 that step has already encoded.
 """
@@ -15,12 +24,14 @@ that step has already encoded.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import StratifiedKFold
 
 from contracts.errors import DataError
 from hyperparams.rules import risk_rate_columns
@@ -47,11 +58,21 @@ def category_keys(column: pd.Series) -> pd.Series:
 class RiskTableEncoder:
     """Categories replaced by their smoothed label rate(s); see the module docstring."""
 
-    def __init__(self, fields: Sequence[str], num_classes: int, smooth_factor: float = 0.0, count_threshold: int = 0):
+    def __init__(
+        self,
+        fields: Sequence[str],
+        num_classes: int,
+        smooth_factor: float = 0.0,
+        count_threshold: int = 0,
+        folds: int = 1,
+        seed: int = 0,
+    ):
         self.fields = list(fields)
         self.num_classes = num_classes
         self.smooth_factor = smooth_factor
         self.count_threshold = count_threshold
+        self.folds = folds
+        self.seed = seed
 
     @property
     def width(self) -> int:
@@ -59,18 +80,30 @@ class RiskTableEncoder:
         return risk_rate_columns(self.num_classes)
 
     def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> RiskTableEncoder:
-        targets = pd.DataFrame(self._targets(labels))
-        prior = targets.mean(axis=0).to_numpy()
-        pseudo_counts = self.smooth_factor * len(labels)
+        targets = self._targets(labels)
         self.tables_: dict[str, dict[str, Any]] = {}
         for field in self.fields:
-            grouped = targets.groupby(category_keys(frame[field]).to_numpy())
-            counts = grouped.size()
-            risks = (grouped.sum().to_numpy() + pseudo_counts * prior) / (counts.to_numpy()[:, None] + pseudo_counts)
-            kept = counts.to_numpy() >= self.count_threshold
-            bins = {str(key): _as_value(risk) for key, risk in zip(counts.index[kept], risks[kept])}
+            rates, prior = self._rates(category_keys(frame[field]).to_numpy(), targets)
+            bins = {str(key): _as_value(risk) for key, risk in zip(rates.index, rates.to_numpy())}
             self.tables_[field] = {"bins": bins, "default_bin": _as_value(prior)}
         return self
+
+    def fit_transform(self, frame: pd.DataFrame, labels: np.ndarray) -> np.ndarray:
+        """Fit ``tables_`` on every row, and return the rows' out-of-fold encoding (with ``folds`` 1,
+        or too few rows to split, their in-sample encoding: ``transform`` of the rows just fitted)."""
+        self.fit(frame, labels)
+        splits = fold_split(labels, self.folds, self.seed)
+        if not self.fields or len(splits) < 2:
+            return self.transform(frame)
+        targets = self._targets(labels)
+        encoded = np.empty((len(frame), self.width * len(self.fields)), dtype=np.float32)
+        for position, field in enumerate(self.fields):
+            keys = category_keys(frame[field]).to_numpy()
+            columns = slice(position * self.width, (position + 1) * self.width)
+            for rest, held_out in splits:
+                rates, prior = self._rates(keys[rest], targets[rest])
+                encoded[held_out, columns] = rates.reindex(keys[held_out]).fillna(dict(enumerate(prior))).to_numpy()
+        return encoded
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
@@ -84,6 +117,17 @@ class RiskTableEncoder:
             encoded = bins.reindex(category_keys(frame[field]).to_numpy())
             columns.append(encoded.fillna(dict(enumerate(default))).to_numpy())
         return np.concatenate(columns, axis=1).astype(np.float32)
+
+    def _rates(self, keys: np.ndarray, targets: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+        """The smoothed rate(s) of each category seen at least ``count_threshold`` times among these
+        rows (one row per category, one column per rate), and their prior: the default."""
+        prior = targets.mean(axis=0)
+        pseudo_counts = self.smooth_factor * len(targets)
+        grouped = pd.DataFrame(targets).groupby(keys)
+        counts = grouped.size()
+        risks = (grouped.sum().to_numpy() + pseudo_counts * prior) / (counts.to_numpy()[:, None] + pseudo_counts)
+        kept = counts.to_numpy() >= self.count_threshold
+        return pd.DataFrame(risks[kept], index=counts.index[kept]), prior
 
     def to_artifact(self) -> dict[str, dict[str, Any]]:
         self._check_fitted()
@@ -156,6 +200,22 @@ class GivenRiskTables(RiskTableEncoder):
             f"(e.g. {strays}); it looks encoded with a different risk_table_map. Give the raw categories, or the "
             "risk_table_map that encoded it."
         )
+
+
+def fold_split(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(other rows, held-out rows) of each of ``folds`` stratified folds, shuffled with ``seed``.
+
+    The split depends on the labels, their order and the seed alone, never on a global random
+    state, so every rank and every rerun gets the same one. There are never more folds than the
+    largest class has rows; a single fold (no split) comes back as an empty list.
+    """
+    folds = min(folds, int(np.bincount(labels).max(initial=0)))
+    if folds < 2:
+        return []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a class rarer than the folds is simply absent from some of them
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return list(splitter.split(np.zeros((len(labels), 1)), labels))
 
 
 def _all_close(values: np.ndarray, sorted_rates: np.ndarray) -> bool:

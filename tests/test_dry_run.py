@@ -147,6 +147,26 @@ def test_notes_an_idle_setting_once(dry_run):
     )
 
 
+def test_reports_no_quality_warning_for_ordinary_data(dry_run):
+    assert "Quality warnings: none" in report(dry_run)
+
+
+def test_reports_quality_warnings_about_the_whole_training_split(tmp_path, tiny_bert):
+    """Checked on every training row before sampling, logged once and listed in the report; the
+    preprocessing of the sample does not warn again (nor about what only the sample shows)."""
+    frames = {split: make_rows(n, i) for i, (split, n) in enumerate((("train", 160), ("val", 40), ("test", 40)))}
+    frames["train"]["count"] = 4.0
+    frames["train"]["label"] = [0] * 6 + [1] * 154
+    base = write_job(tmp_path / "job", hyperparameters(tiny_bert), frames=frames)
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    status, printed = run_dry(base, scratch_root)
+    assert status == 0, printed[-3000:]
+    text = printed.split("=== Dry run report ===", 1)[1]
+    assert "Quality warnings: 2\n- Numeric column 'count' is 4 in every training row" in text
+    assert "- The label 'label' is 96.2% class 1 in train (154 of 160 rows)" in text
+    assert printed.count("Numeric column 'count' is 4") == 2  # the log line and the report's
+
 def test_fails_like_a_real_run_on_a_bad_row_anywhere_in_the_data(tmp_path, tiny_bert):
     frames = {split: make_rows(n, i) for i, (split, n) in enumerate((("train", 60), ("val", 20), ("test", 300)))}
     frames["test"].loc[299, "label"] = 9

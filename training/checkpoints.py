@@ -8,7 +8,8 @@
   combined fingerprint (as nanoGPT's checkpoints carry their model arguments), the number of
   processes, the torch random states, and whether training had finished.
 - On start, ``last.ckpt`` (else the newest ``epoch=N-step=M.ckpt``) is resumed when its
-  fingerprint matches this run. A checkpoint of a different run is an error, never silently
+  fingerprint matches this run (``max_epochs`` and ``early_stop_patience`` may differ, to train
+  longer: ``training.continuation``). A checkpoint of a different run is an error, never silently
   resumed or overwritten: the message lists what differs and how to start over. So is one written
   by another number of processes (``devices=auto`` on another instance type or count): its data
   position is per process and its learning-rate schedule was planned for its own batches per
@@ -35,6 +36,7 @@ from lightning.pytorch.callbacks import Callback
 from contracts.errors import ConfigError
 from hyperparams.config import Config
 from processing.files import SplitFiles
+from training.continuation import CONTINUABLE_FIELDS, continued_bounds, trains_again
 from training.sampling import ResumableLoader
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,10 @@ def data_digests(files: Mapping[str, SplitFiles]) -> dict[str, str]:
 
 
 def run_fingerprint(config: Config, data_digests: Mapping[str, str]) -> str:
-    """What a checkpoint must match to be resumed: every hyperparameter and every input file."""
-    payload = json.dumps({"config": config.model_dump(mode="json"), "data": dict(data_digests)}, sort_keys=True)
+    """What a checkpoint must match to be resumed: every input file, and every hyperparameter but the
+    bounds a rerun may raise to train longer (``training.continuation``)."""
+    settings = {k: v for k, v in config.model_dump(mode="json").items() if k not in CONTINUABLE_FIELDS}
+    payload = json.dumps({"config": settings, "data": dict(data_digests)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -98,7 +102,12 @@ class RunState(Callback):
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         run = checkpoint.get("run", {})
         if run.get("training_finished"):
-            trainer.should_stop = True  # early stopping had ended training; do not train past it
+            max_epochs, patience = self.config["max_epochs"], self.config["early_stop_patience"]
+            if trains_again(checkpoint, trainer.early_stopping_callback, max_epochs, patience):
+                log.info("Training had finished; it continues up to max_epochs=%d (early_stop_patience=%d)",
+                         max_epochs, patience)
+            else:
+                trainer.should_stop = True  # max_epochs or early stopping had ended training; do not train past it
         self._rng = run.get("rng")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -142,7 +151,11 @@ def checkpoint_to_resume(
             "instance type and instance_count that wrote it (GPUs per host x hosts = processes), or use an empty "
             "checkpoint folder to start over."
         )
-    log.info("Resuming from %s (same config and data as this run)", candidate)
+    continued = continued_bounds(run.get("config", {}), config.model_dump(mode="json"))
+    if continued:
+        log.info("Resuming from %s to continue training (%s; same data and other settings)", candidate, continued)
+    else:
+        log.info("Resuming from %s (same config and data as this run)", candidate)
     return candidate
 
 
@@ -171,7 +184,11 @@ def _differences(run: dict | None, config: Config, data_digests: Mapping[str, st
     if not run or "config" not in run:
         return "it records no run configuration"
     now = config.model_dump(mode="json")
-    changed = [f"{k}: {run['config'].get(k)!r} -> {v!r}" for k, v in now.items() if run["config"].get(k) != v]
+    changed = [
+        f"{k}: {run['config'].get(k)!r} -> {v!r}"
+        for k, v in now.items()
+        if run["config"].get(k) != v and k not in CONTINUABLE_FIELDS
+    ]
     saved_data = run.get("data", {})
     changed += [f"{split} data file changed" for split, d in data_digests.items() if saved_data.get(split) != d]
     shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")

@@ -6,16 +6,22 @@ its pooler unless ``reinit_pooler``; at ``lr``), ``new`` and ``new_no_decay`` (e
 here: tabular encoder, fusion, head, CNN/LSTM encoders; at ``head_lr``, default ``lr``). Biases (any
 parameter named ``bias`` or ``*_bias``/``bias_*``, as LSTMs and attention name theirs) and
 LayerNorm, BatchNorm and embedding weights are never decayed, whatever the optimizer.
+
+The schedule (``run_scheduler``) is planned for ``max_epochs``; a run continued with a larger
+``max_epochs`` re-plans it from where it stands (``WarmupLinearDecay``): no second warm-up, and a
+decay from the current rate to 0 at the new last step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 
 import torch
 from torch import nn
 
 from hyperparams.config import Config
+
+log = logging.getLogger(__name__)
 
 NO_DECAY_MODULES = (nn.LayerNorm, nn.BatchNorm1d, nn.Embedding)
 
@@ -56,21 +62,80 @@ def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.lr, eps=config.adam_epsilon)
 
 
-def warmup_then_linear_decay(warmup: int, total: int) -> Callable[[int], float]:
+class LinearPlan:
+    """The factor of each group's peak rate at optimizer step ``step``: 0 -> 1 over ``warmup`` steps,
+    then linear from ``start_factor`` at step ``start`` to 0 at step ``total``.
+
+    A fresh plan's decay starts at the end of warm-up at the peak. Its attributes are what
+    ``LambdaLR`` keeps of it in a checkpoint, so a resumed run knows the total it was planned for.
+    """
+
+    def __init__(self, warmup: int, total: int):
+        self.warmup = warmup
+        self.total = total
+        self.start = warmup
+        self.start_factor = 1.0
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        return self.start_factor * max(0.0, (self.total - step) / max(1, self.total - self.start))
+
+    def extend(self, total: int, steps_taken: int) -> None:
+        """Re-plan for a new ``total`` after ``steps_taken`` steps: warm-up as before, and a decay
+        from the factor of the last step taken to 0 at ``total``, so the rate goes on falling from
+        where it was and is never 0 before the new end (the last step of a finished plan had a
+        small rate; the one it would take next, 0)."""
+        last = steps_taken - 1
+        if last >= self.warmup:
+            self.start, self.start_factor = last, self(last)
+        self.total = total
+
+
+def warmup_then_linear_decay(warmup: int, total: int) -> LinearPlan:
     """LR factor: 0 -> 1 over ``warmup`` steps, then 1 -> 0 at step ``total``."""
+    return LinearPlan(warmup, total)
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
 
-    return factor
+class WarmupLinearDecay(torch.optim.lr_scheduler.LambdaLR):
+    """``LinearPlan`` for every parameter group, re-planned when a run resumes with another total.
+
+    The total is planned from ``max_epochs``; a run continued with a larger one (``training.continuation``)
+    restores the plan it was saved with and extends it to this run's total from the step it resumed at.
+    With the same total nothing changes, so a resumed run follows its plan exactly.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup: int, total: int):
+        super().__init__(optimizer, warmup_then_linear_decay(warmup, total))
+
+    @property
+    def plan(self) -> LinearPlan:
+        return self.lr_lambdas[0]
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        total = self.plan.total
+        super().load_state_dict(state_dict)  # the saved plan and step
+        if self.plan.total == total:
+            return
+        saved_total, step = self.plan.total, self.last_epoch
+        before = self.plan(step - 1) if step else 0.0
+        self.plan.extend(total, step)
+        # The optimizer state restored just before holds the saved plan's next rate (0 after a
+        # finished plan); the next step must take the new plan's.
+        self._last_lr = [base * self.plan(step) for base in self.base_lrs]
+        for group, rate in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = rate
+        log.info(
+            "Learning-rate schedule re-planned at step %d: the linear decay now ends at step %d instead of %d, "
+            "going on from %.4g of the peak rate (no new warm-up)",
+            step, total, saved_total, before,
+        )
 
 
 def schedule(optimizer: torch.optim.Optimizer, config: Config, total_steps: int) -> dict:
     """Lightning's ``lr_scheduler`` entry: warm-up and linear decay per step, or ``lr_decay`` per epoch."""
     if config.run_scheduler:
-        factor = warmup_then_linear_decay(config.warmup_steps, max(total_steps, 1))
-        return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
+        decay = WarmupLinearDecay(optimizer, config.warmup_steps, max(total_steps, 1))
+        return {"scheduler": decay, "interval": "step"}
     decay = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=1.0 - config.lr_decay)
     return {"scheduler": decay, "interval": "epoch"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy, Strategy
 from torch.distributed.fsdp import FSDPModule
@@ -21,6 +21,7 @@ from models.backbone import Backbone
 from models.classifier import Classifier
 from models.registry import build_model
 from training.checkpoints import LAST, AtomicCheckpointIO, RunState, saved_run
+from training.continuation import ContinuableEarlyStopping
 from training.distributed import ProcessPlan
 from training.interruption import StopOnSignal, StopRequest, keep_lightning_off_sigterm
 from training.module import ClassifierModule
@@ -109,7 +110,7 @@ def build_trainer(
     callbacks = [
         RunState(config, data_digests, checkpoints_dir / LAST),
         StopOnSignal(stop, checkpoints_dir / LAST),
-        EarlyStopping(monitor=config.early_stop_metric, mode=mode, patience=config.early_stop_patience),
+        ContinuableEarlyStopping(monitor=config.early_stop_metric, mode=mode, patience=config.early_stop_patience),
         LearningRateMonitor(logging_interval="step"),
         progress_callback(interactive),
         LogConfiguration(config),
