@@ -56,7 +56,7 @@ def create_app(settings: ServingSettings) -> Flask:
     def execution_parameters() -> Response:
         """What batch transform should send (asked once, when a transform job starts)."""
         return jsonify(MaxConcurrentTransforms=settings.workers, BatchStrategy="MULTI_RECORD",
-                       MaxPayloadInMB=int(settings.max_payload_mb))
+                       MaxPayloadInMB=max(1, int(settings.max_payload_mb)))
 
     @app.post("/invocations")
     def invocations() -> Response:

@@ -5,8 +5,9 @@ Requests hold rows shaped like the training files; the label column may be there
 - ``text/csv``: with a header row, or without one (what batch transform with ``SplitType=Line``
   sends), the values then in ``row_columns`` order (id, text columns, numeric fields, categorical
   fields; the id may be left out), checked by count. A header is recognised when the first row
-  names every column the model reads; ``header=present`` or ``header=absent`` in the content type
-  decides it instead.
+  names every column the model reads, or at least two of the row's columns (a header that misses
+  some: they are then reported by name); ``header=present`` or ``header=absent`` in the content
+  type decides it instead.
 - ``application/json``: a list of records, or ``{"instances": [...]}`` of records (objects keyed
   by column) or of lists in ``row_columns`` order.
 - ``application/jsonlines``: one record (or list) per line.
@@ -95,8 +96,10 @@ def _csv(body: bytes, header: str | None, row_columns: Sequence[str], text_colum
         first = next(csv.reader(io.StringIO(text)), [])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise BadRequest(f"The CSV body could not be read ({exc}); send UTF-8 CSV.") from None
-    named = {field.strip() for field in first}
-    has_header = header == "present" or (header != "absent" and set(row_columns[1:]) <= named)
+    named = {field.strip() for field in first} & set(row_columns)
+    # a header names what the model reads; one that names only some of it is still a header (the
+    # missing columns are then reported by name), where a row of values names at most one by chance
+    has_header = header == "present" or (header != "absent" and (set(row_columns[1:]) <= named or len(named) >= 2))
     strings = dict.fromkeys([row_columns[0], *text_columns], str)
     try:
         if has_header:

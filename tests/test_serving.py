@@ -67,9 +67,14 @@ def test_ping_answers_once_the_app_exists(client):
     assert client.get("/ping").status_code == 200
 
 
-def test_batch_transform_is_told_what_to_send(client):
+def test_batch_transform_is_told_what_to_send(client, binary_job):
+    # the platform takes whole megabytes, at least 1 (this client's limit is 0.05 MB)
     assert client.get("/execution-parameters").get_json() == {
-        "MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 0
+        "MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1
+    }
+    settings = ServingSettings(binary_job / "model", max_payload_mb=20, workers=3)
+    assert create_app(settings).test_client().get("/execution-parameters").get_json() == {
+        "MaxConcurrentTransforms": 3, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 20
     }
 
 
@@ -166,6 +171,8 @@ BAD_REQUESTS = {
                                            "has 3 values, and this model reads 5 in this order: uid, review"),
     "missing column": (lambda rows: as_csv(rows.head(2).drop(columns=["score"])), "text/csv; header=present", None, 400,
                        "The request has no column(s) ['score'], which the model reads"),
+    "header missing a column": (lambda rows: b"uid,review,score,count\n1,great dress,4.5,3\n", "text/csv", None, 400,
+                                "The request has no column(s) ['region'], which the model reads"),
     "text in a numeric field": (lambda rows: as_csv(rows.head(2).assign(score=["4.5", "high"])), "text/csv", None, 400,
                                 "Column 'score' in the input file must be numeric"),
     "infinity in a numeric field": (lambda rows: rows.head(2).assign(score=[4.5, float("inf")]).to_parquet(),

@@ -3,6 +3,7 @@ real HTTP on the port SageMaker names, its worker settings, bad requests, a boun
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -68,14 +69,17 @@ class Server:
         return [int(pid) for pid in children]
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=60)
-            finally:
-                if self.process.poll() is None:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-        return self.process.returncode
+        """SIGTERM, then whatever of the server's process group is left is killed (a worker of a
+        master that died must not outlive the test)."""
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                self.process.wait(timeout=60)
+            return self.process.returncode
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=60)
 
 
 def rss_mb(pid: int) -> float:
@@ -185,7 +189,10 @@ def test_sigterm_stops_the_server_gracefully(binary_job, tmp_path):
 
 def test_a_folder_without_a_model_stops_the_server_with_the_reason(tmp_path):
     running = Server(tmp_path, tmp_path / "server.log", SAGEMAKER_MODEL_SERVER_WORKERS="1")
-    status = running.process.wait(timeout=120)
+    try:
+        status = running.process.wait(timeout=120)
+    finally:
+        running.stop()
     log = running.log.read_text()
     assert status != 0
     assert "model_artifacts.pth does not exist" in log, log[-3000:]
