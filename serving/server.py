@@ -14,7 +14,8 @@ Settings, all from the environment SageMaker sets (defaults in brackets):
   ``com.amazonaws.sagemaker.capabilities.accept-bind-to-port`` label);
 - ``SAGEMAKER_MODEL_SERVER_WORKERS`` [the number of CPUs]: worker processes; each runs its engine
   on CPUs / workers threads;
-- ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` [60]: seconds a request may take before its worker is replaced;
+- ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` [60]: seconds a request may take before its worker is
+  replaced (loading the model is not a request and does not count; a test holds gunicorn to it);
 - ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` [6]: the largest request body (413 above it);
 - ``INFERENCE_ENGINE`` [onnx]: ``onnx`` (ONNX Runtime on ``model.onnx``) or ``torch`` (``model.pth``);
 - ``PREDICTION_THRESHOLD`` [0.5]: for a binary model, the probability of the second class from

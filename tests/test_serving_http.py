@@ -34,12 +34,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, base: Path, log: Path, **environment: str):
+    def __init__(self, base: Path, log: Path, command: tuple[str, ...] = ("-m", "serving.server"), **environment: str):
         self.port = free_port()
         self.log = log
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
         env.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(self.port), **environment)
-        self.process = subprocess.Popen([sys.executable, "-m", "serving.server"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env,
                                         stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None, timeout: float = 60):
@@ -63,6 +63,14 @@ class Server:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"no 200 from /ping within {timeout} s:\n{self.log.read_text()[-4000:]}")
+
+    def wait_for_workers(self, count: int, timeout: float = 30) -> int:
+        """The number of worker processes once it reaches ``count`` (forking the last one can
+        trail the first 200 from /ping by a moment), or as it stands after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while len(self.workers()) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return len(self.workers())
 
     def workers(self) -> list[int]:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
@@ -111,9 +119,39 @@ def test_ping_answers_only_once_a_worker_has_its_model(server):
 
 def test_the_worker_and_timeout_settings_reach_gunicorn(server):
     running, _ = server
-    assert len(running.workers()) == 2
+    assert running.wait_for_workers(2) == 2
     log = running.log.read_text()
     assert log.count("Booting worker with pid") >= 2 and "Serving " in log and "with 2 worker(s)" in log
+
+
+SLOW_LOADING_SERVER = """
+import sys, time
+import serving.server as server
+load = server.create_app
+def slow_load(settings):
+    time.sleep(4)  # a large model on a busy host
+    return load(settings)
+server.create_app = slow_load
+sys.exit(server.main())
+"""
+
+
+def test_a_model_slower_to_load_than_the_request_timeout_is_not_killed_while_loading(binary_job, tmp_path):
+    """The timeout is for requests: a worker still loading its model when it passes keeps loading
+    (gunicorn alone would kill it and start another, for ever)."""
+    running = Server(binary_job, tmp_path / "server.log", command=["-c", SLOW_LOADING_SERVER],
+                     SAGEMAKER_MODEL_SERVER_WORKERS="2", SAGEMAKER_MODEL_SERVER_TIMEOUT="1")
+    try:
+        running.wait_until_ready(timeout=120)
+        assert running.wait_for_workers(2) == 2
+        first = sorted(running.workers())
+        time.sleep(3)  # a worker killed by the timeout would show here as a new pid
+        log = running.log.read_text()
+        assert "WORKER TIMEOUT" not in log, log[-3000:]
+        assert sorted(running.workers()) == first
+        assert running.request("GET", "/ping")[0] == 200
+    finally:
+        running.stop()
 
 
 def test_predictions_over_http_are_the_jobs(server, binary_job, test_csv):
