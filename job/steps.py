@@ -52,6 +52,7 @@ from training.checkpoints import checkpoint_to_resume, data_digests, run_fingerp
 from training.data import fit_loaders
 from training.distributed import ProcessPlan, local_rank_zero_first, others_wait_for_global_zero, plan_processes
 from training.interruption import StopRequest
+from training.rank_failures import rank_failures
 from training.tracking import training_loggers
 from training.trainer import build_trainer, fit, trained_model, training_module
 
@@ -224,7 +225,8 @@ def train(
         config, plan, len(prepared.splits["train"]), paths.checkpoints_dir, loggers, resume.data_digests, stop,
         metric_lines=setup.reports, interactive=not setup.on_sagemaker,
     )
-    fit(trainer, module, train_loader, val_loader, resume.checkpoint)
+    with rank_failures(trainer, paths.failure_file, paths.checkpoints_dir):
+        fit(trainer, module, train_loader, val_loader, resume.checkpoint)
     return Trained(trained_model(trainer, module, config, pretrained.backbone), trainer)
 
 
