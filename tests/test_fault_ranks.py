@@ -4,6 +4,7 @@ alone. The job ends within the bound of ``training.rank_failures`` with exit sta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,13 +46,16 @@ def wait_for_checkpoint(base, job, timeout=300):
         time.sleep(0.02)
 
 
-def end(job: subprocess.Popen, timeout: float) -> int:
+def end(job: subprocess.Popen, timeout: float, *others: psutil.Process) -> int:
     try:
         return job.wait(timeout=timeout)
     finally:
         for process in psutil.Process(job.pid).children(recursive=True) if job.poll() is None else []:
             process.kill()
         job.kill()
+        for process in others:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
 
 @pytest.mark.multiprocess
@@ -134,3 +138,28 @@ def test_a_rank_that_raises_ends_the_job_with_that_ranks_reason(tmp_path, tiny_b
     assert reason.endswith(RESTART.format(base / "checkpoints"))
     assert seconds < BOUND
     assert torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+@pytest.mark.multiprocess
+def test_a_sigkilled_rank_zero_ends_the_other_rank_with_a_reason(tmp_path, tiny_bert):
+    """The job's own process dies: the platform sees that exit (137); the rank it had started must
+    not outlive it, and says what happened in output/failure."""
+    base = write_job(tmp_path, hyperparameters(tiny_bert, **HPARAMS), rows=ROWS)
+    job = start(base)
+    other = None
+    try:
+        wait_for_checkpoint(base, job)
+        other = second_rank(job)
+        job.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        other.wait(timeout=BOUND + 30)
+        seconds = time.monotonic() - killed
+    finally:
+        end(job, 0, *([other] if other else []))
+    print(f"SIGKILL of rank 0 to the end of rank 1: {seconds:.1f}s (bound {BOUND:.0f}s)")
+    reason = failure_reason(base)
+    assert reason.startswith(
+        "Training rank 0 of this node vanished: the process that started this rank is gone, killed from outside ("
+    ), reason
+    assert reason.endswith(RESTART.format(base / "checkpoints"))
+    assert seconds < BOUND

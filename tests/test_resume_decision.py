@@ -1,7 +1,7 @@
 """One resume decision per job: two SageMaker "hosts" (one process each, their own /opt/ml and so
 their own checkpoint folder, as on instances without shared storage) train together with DDP on
 CPU. Global rank 0 decides; the host whose folder lacks the checkpoint receives it and both
-train on from the same state."""
+train on from the same state. The exchange's other cases run on two threads (fast tier)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
+from contracts.errors import ConfigError
 from helpers.data import hyperparameters, make_rows, write_job
 from helpers.jobs import ROOT
-from training.resume_decision import PORT_OFFSET
+from training.distributed import ProcessPlan
+from training.resume_decision import DECISION_VARIABLE, PORT_OFFSET, agreed_checkpoint
 
 ROWS = (("train", 64), ("val", 16), ("test", 16))
 HOSTS = ("algo-1", "algo-2")
@@ -86,3 +89,75 @@ def test_a_host_without_the_checkpoint_receives_it_from_rank_zero(tmp_path, tiny
     assert f"Resuming from {decided}" in logs[0]
     assert all(log.count("Done in") == 1 for log in logs)
     assert torch.load(decided, weights_only=True)["global_step"] == 2 * step
+
+
+def plan_of(node_rank: int, port: int) -> ProcessPlan:
+    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    return ProcessPlan("cpu", 1, 2, node_rank, "ddp", "lightning", rendezvous)
+
+
+def both_hosts(folders, decide_on_rank_zero):
+    """``agreed_checkpoint`` on two hosts at once (threads); each host's outcome: its path, or its error."""
+    port = free_ports()
+    environs = [{}, {}]
+
+    def host(rank: int):
+        never = lambda: pytest.fail("only global rank 0 decides")  # noqa: E731
+        return agreed_checkpoint(
+            folders[rank], plan_of(rank, port), decide_on_rank_zero if rank == 0 else never, environs[rank]
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(host, rank) for rank in (0, 1)]
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(timeout=60))
+            except Exception as exc:
+                outcomes.append(exc)
+    return outcomes, environs
+
+
+def test_a_host_holding_other_bytes_under_the_name_gets_rank_zeros(tmp_path):
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder, content in zip(folders, (b"rank 0's checkpoint", b"an older one")):
+        folder.mkdir()
+        (folder / "last.ckpt").write_bytes(content)
+    outcomes, environs = both_hosts(folders, lambda: folders[0] / "last.ckpt")
+    assert outcomes == [folders[0] / "last.ckpt", folders[1] / "last.ckpt"]
+    assert (folders[1] / "last.ckpt").read_bytes() == b"rank 0's checkpoint"
+    assert [env[DECISION_VARIABLE] for env in environs] == ["last.ckpt", "last.ckpt"], "for the ranks started later"
+
+
+def test_when_rank_zero_starts_fresh_every_host_does(tmp_path, caplog):
+    folders = [tmp_path / "a", tmp_path / "b"]
+    folders[0].mkdir()
+    folders[1].mkdir()
+    (folders[1] / "last.ckpt").write_bytes(b"a checkpoint only this host has")
+    outcomes, _ = both_hosts(folders, lambda: None)
+    assert outcomes == [None, None]
+    assert "Global rank 0 starts training fresh; the checkpoints here (last.ckpt in" in caplog.text
+
+
+def test_when_rank_zero_cannot_decide_every_host_fails_with_its_reason(tmp_path):
+    def foreign():
+        raise ConfigError("Checkpoint /opt/ml/checkpoints/last.ckpt cannot be read as a checkpoint of this job")
+
+    outcomes, _ = both_hosts([tmp_path, tmp_path], foreign)
+    assert [type(outcome) for outcome in outcomes] == [ConfigError, ConfigError]
+    assert str(outcomes[1]) == (
+        "Global rank 0 could not choose a checkpoint to resume: Checkpoint /opt/ml/checkpoints/last.ckpt cannot be "
+        "read as a checkpoint of this job"
+    )
+
+
+def test_the_ranks_lightning_starts_take_their_nodes_decision(tmp_path):
+    plan = ProcessPlan("cpu", 2, 1, 0, "ddp", "lightning")
+    never = lambda: pytest.fail("only the node's first process decides")  # noqa: E731
+    assert agreed_checkpoint(tmp_path, plan, never, {"LOCAL_RANK": "1", DECISION_VARIABLE: "last.ckpt"}) == (
+        tmp_path / "last.ckpt"
+    )
+    assert agreed_checkpoint(tmp_path, plan, never, {"LOCAL_RANK": "1", DECISION_VARIABLE: ""}) is None
+    environ = {}
+    assert agreed_checkpoint(tmp_path, plan, lambda: tmp_path / "last.ckpt", environ) == tmp_path / "last.ckpt"
+    assert environ == {DECISION_VARIABLE: "last.ckpt"}

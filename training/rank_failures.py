@@ -176,13 +176,13 @@ def rank_failures(trainer: pl.Trainer, failure_file: Path, checkpoints_dir: Path
 
 
 def _rank_lost(exc: Exception, watchers: list[ChildRanks], parent: int, started_by_lightning: bool) -> str | None:
-    """Why training stopped when another rank is the cause; None when this rank's own error is."""
-    lost = any(sign in str(exc) for sign in LOST_PEER)
-    for watcher in watchers:  # a rank this process started: wait a moment for its exit to be seen
-        if watcher.failed.wait(3 * POLL_SECONDS if lost else POLL_SECONDS):
-            return watcher.reason
-    if not lost:
+    """Why training stopped when another rank is the cause; None when this rank's own error is
+    (a SIGTERM, say, which stops every rank together: the others' exits are not the cause)."""
+    if not any(sign in str(exc) for sign in LOST_PEER):
         return None
+    for watcher in watchers:  # a rank this process started: its exit is seen within a poll or two
+        if watcher.failed.wait(3 * POLL_SECONDS):
+            return watcher.reason
     detail = str(exc).strip().splitlines()[0][:300]
     if started_by_lightning and local_rank() > 0 and os.getppid() != parent:
         return (
