@@ -163,3 +163,31 @@ def test_a_sigkilled_rank_zero_ends_the_other_rank_with_a_reason(tmp_path, tiny_
     ), reason
     assert reason.endswith(RESTART.format(base / "checkpoints"))
     assert seconds < BOUND
+
+
+STUCK_RANK_ZERO = """
+    import subprocess, sys, threading
+    from pathlib import Path
+    sys.path.insert(0, {root!r})
+    from training.rank_failures import ChildRanks
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    ChildRanks([child], 1, 2, Path({failure!r}), Path("/opt/ml/checkpoints"), grace=1.0).start()
+    threading.Event().wait()  # stuck where no lost connection reaches: a rendezvous, a hung call
+"""
+
+
+@pytest.mark.multiprocess
+def test_a_rank_zero_stuck_elsewhere_still_ends_within_the_bound(tmp_path):
+    """The watch itself writes the failure and ends the process when this rank does not (grace 1 s here)."""
+    failure = tmp_path / "output" / "failure"
+    script = textwrap.dedent(STUCK_RANK_ZERO.format(root=str(ROOT), failure=str(failure)))
+    started = time.monotonic()
+    status = subprocess.run([sys.executable, "-c", script], timeout=60, check=False).returncode
+    seconds = time.monotonic() - started
+    assert status == 1
+    assert failure.read_text().splitlines()[0] == (
+        "Training rank 1 of 2 failed (exit status 3) without a reason; see its log. "
+        f"{RESTART.format('/opt/ml/checkpoints')}"
+    )
+    assert seconds < 30
