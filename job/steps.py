@@ -52,6 +52,8 @@ from training.checkpoints import checkpoint_to_resume, data_digests, run_fingerp
 from training.data import fit_loaders
 from training.distributed import ProcessPlan, local_rank_zero_first, others_wait_for_global_zero, plan_processes
 from training.interruption import StopRequest
+from training.rank_failures import rank_failures
+from training.resume_decision import agreed_checkpoint
 from training.tracking import training_loggers
 from training.trainer import build_trainer, fit, trained_model, training_module
 
@@ -177,8 +179,12 @@ def read_data(paths: ContractPaths, config: Config) -> InputData:
 
 
 def find_checkpoint(paths: ContractPaths, setup: Setup, data: InputData) -> ResumePoint:
-    """Before any slow work: a checkpoint of another run (other config, data or process count) is an error."""
-    checkpoint = checkpoint_to_resume(paths.checkpoints_dir, setup.config, data.digests, setup.plan.world_size)
+    """Before any slow work, on global rank 0 for every rank (``training.resume_decision``): a checkpoint
+    of another run (other config, data or process count) is an error."""
+    folder, plan = paths.checkpoints_dir, setup.plan
+    checkpoint = agreed_checkpoint(
+        folder, plan, lambda: checkpoint_to_resume(folder, setup.config, data.digests, plan.world_size)
+    )
     return ResumePoint(checkpoint, data.digests)
 
 
@@ -224,7 +230,8 @@ def train(
         config, plan, len(prepared.splits["train"]), paths.checkpoints_dir, loggers, resume.data_digests, stop,
         metric_lines=setup.reports, interactive=not setup.on_sagemaker,
     )
-    fit(trainer, module, train_loader, val_loader, resume.checkpoint)
+    with rank_failures(trainer, paths.failure_file, paths.checkpoints_dir):
+        fit(trainer, module, train_loader, val_loader, resume.checkpoint)
     return Trained(trained_model(trainer, module, config, pretrained.backbone), trainer)
 
 

@@ -7,9 +7,11 @@
 - Each checkpoint carries the resolved config, the digests of the train and val files and their
   combined fingerprint (as nanoGPT's checkpoints carry their model arguments), the number of
   processes, the torch random states, and whether training had finished.
-- On start, ``last.ckpt`` (else the newest ``epoch=N-step=M.ckpt``) is resumed when its
-  fingerprint matches this run (``max_epochs`` and ``early_stop_patience`` may differ, to train
-  longer: ``training.continuation``). A checkpoint of a different run is an error, never silently
+- On start, ``last.ckpt`` (else the newest ``epoch=N-step=M.ckpt``) is resumed when it is intact
+  and its fingerprint matches this run (``max_epochs`` and ``early_stop_patience`` may differ, to
+  train longer: ``training.continuation``). A damaged checkpoint gives way to the next intact one
+  of the run, with a warning; a file this job did not write is an error
+  (``training.checkpoint_integrity``). A checkpoint of a different run is an error, never silently
   resumed or overwritten: the message lists what differs and how to start over. So is one written
   by another number of processes (``devices=auto`` on another instance type or count): its data
   position is per process and its learning-rate schedule was planned for its own batches per
@@ -36,6 +38,7 @@ from lightning.pytorch.callbacks import Callback
 from contracts.errors import ConfigError
 from hyperparams.config import Config
 from processing.files import SplitFiles
+from training.checkpoint_integrity import CheckpointFile, inspect_checkpoint
 from training.continuation import CONTINUABLE_FIELDS, continued_bounds, trains_again
 from training.sampling import ResumableLoader
 
@@ -125,19 +128,57 @@ class RunState(Callback):
         trainer.save_checkpoint(self.last)
 
 
-def checkpoint_to_resume(
-    folder: Path, config: Config, data_digests: Mapping[str, str], world_size: int
-) -> Path | None:
+def checkpoint_to_resume(folder: Path, config: Config, data_digests: Mapping[str, str], world_size: int) -> Path | None:
     """The checkpoint this run of ``world_size`` processes continues from, or None to start fresh.
 
-    Raises ConfigError when the newest checkpoint belongs to a different run, was written by
-    another number of processes, or cannot be read.
+    Candidates, newest first: ``last.ckpt``, then ``epoch=N-step=M.ckpt`` by step. Each is checked
+    before Lightning sees it (``training.checkpoint_integrity``). A damaged one is skipped with a
+    warning and the next intact checkpoint of this run is resumed; when none is intact the job
+    fails instead of starting over. A foreign file fails the job: the folder holds something that
+    is not this job's, and training on over it would bury it.
+
+    Raises ConfigError for a foreign file, for a checkpoint of a different run or of another number
+    of processes, and when every checkpoint is damaged.
     """
-    candidate = _newest_checkpoint(folder)
-    if candidate is None:
-        return None
-    run = saved_run(candidate)
-    if run is None or run.get("fingerprint") != run_fingerprint(config, data_digests):
+    damaged: list[CheckpointFile] = []
+    for candidate in _candidates(folder):
+        found = inspect_checkpoint(candidate)
+        if found.state == "damaged":
+            log.warning("Checkpoint %s is damaged (%s); looking for an older intact one", candidate, found.problem)
+            damaged.append(found)
+            continue
+        if found.state == "foreign":
+            raise ConfigError(
+                f"Checkpoint {candidate} cannot be read as a checkpoint of this job ({found.problem}); move it out "
+                f"of {folder} or delete it, or give the job an empty checkpoint folder (a new checkpoint_s3_uri, "
+                "or another LocalPath in checkpointconfig.json)."
+            )
+        _check_same_run(candidate, found.run, config, data_digests, world_size)
+        if damaged:
+            log.warning(
+                "Resuming from %s, the newest intact checkpoint of this run (skipped as damaged: %s); the steps "
+                "after it are trained again",
+                candidate,
+                ", ".join(d.path.name for d in damaged),
+            )
+        elif continued := continued_bounds(found.run.get("config", {}), config.model_dump(mode="json")):
+            log.info("Resuming from %s to continue training (%s; same data and other settings)", candidate, continued)
+        else:
+            log.info("Resuming from %s (same config and data as this run)", candidate)
+        return candidate
+    if damaged:
+        problems = "; ".join(f"{d.path.name}: {d.problem}" for d in damaged)
+        raise ConfigError(
+            f"No intact checkpoint in {folder} ({problems}); this job will not start over on its own. Restore the "
+            "folder (e.g. from the checkpoint_s3_uri copy), or delete these files to start training over."
+        )
+    return None
+
+
+def _check_same_run(
+    candidate: Path, run: dict, config: Config, data_digests: Mapping[str, str], world_size: int
+) -> None:
+    if run.get("fingerprint") != run_fingerprint(config, data_digests):
         raise ConfigError(
             f"Checkpoint {candidate} was written by a different run ({_differences(run, config, data_digests)}); "
             "this job will not resume it or write over it. Use an empty checkpoint folder (a new checkpoint_s3_uri, "
@@ -151,12 +192,6 @@ def checkpoint_to_resume(
             "instance type and instance_count that wrote it (GPUs per host x hosts = processes), or use an empty "
             "checkpoint folder to start over."
         )
-    continued = continued_bounds(run.get("config", {}), config.model_dump(mode="json"))
-    if continued:
-        log.info("Resuming from %s to continue training (%s; same data and other settings)", candidate, continued)
-    else:
-        log.info("Resuming from %s (same config and data as this run)", candidate)
-    return candidate
 
 
 def saved_run(checkpoint: Path) -> dict | None:
@@ -171,13 +206,13 @@ def saved_run(checkpoint: Path) -> dict | None:
         ) from exc
 
 
-def _newest_checkpoint(folder: Path) -> Path | None:
+def _candidates(folder: Path) -> list[Path]:
+    """``last.ckpt`` and the numbered checkpoints, newest first."""
     for partial in folder.glob(".*.partial"):  # left by a write that was killed; nothing writes at start
         partial.unlink(missing_ok=True)
-    if (folder / LAST).is_file():
-        return folder / LAST
     numbered = [(int(m[2]), int(m[1]), p) for p in folder.glob("epoch=*-step=*.ckpt") if (m := _STEP.match(p.name))]
-    return max(numbered)[2] if numbered else None
+    last = [folder / LAST] if (folder / LAST).is_file() else []
+    return last + [path for *_, path in sorted(numbered, reverse=True)]
 
 
 def _differences(run: dict | None, config: Config, data_digests: Mapping[str, str]) -> str:
