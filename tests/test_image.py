@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import tarfile
 import time
 import urllib.request
 import uuid
@@ -165,6 +166,38 @@ def test_the_image_serves_a_model_on_the_port_sagemaker_names_and_stops_on_sigte
         assert exit_code == "0" and stopped_in < STOP_BOUND_SECONDS, docker_engine.docker("logs", name).stdout
     finally:
         docker_engine.docker("rm", "--force", name, check=False)
+
+
+def test_the_batch_scorer_runs_in_the_image_as_a_processing_job_runs_it(
+    binary_job, docker_engine, training_image, tmp_path
+):
+    """A SageMaker Processing job on the image (docs/deploy.md): its entrypoint
+    ``python -m inference.predict`` from the image's working directory, the training job's
+    model.tar.gz and a file mounted under /opt/ml/processing, the predictions written to the output
+    folder. (SDK v2's local mode uploads a Processing job's inputs to S3 first, which cannot exist
+    here; this runs the container exactly as such a job would.)"""
+    model_input, data_input, output = tmp_path / "model", tmp_path / "input", tmp_path / "output"
+    for folder in (model_input, data_input, output):
+        folder.mkdir()
+    with tarfile.open(model_input / "model.tar.gz", "w:gz") as archive:  # as the platform packs model/
+        for item in sorted((binary_job / "model").iterdir()):
+            archive.add(item, arcname=item.name)
+    test_csv = binary_job / "input" / "data" / "test" / "test.csv"
+    (data_input / "rows.csv").write_bytes(test_csv.read_bytes())
+    result = docker_engine.docker(
+        "run", "--rm", "--entrypoint", "python",
+        "-v", f"{model_input}:/opt/ml/processing/model:ro", "-v", f"{data_input}:/opt/ml/processing/input:ro",
+        "-v", f"{output}:/opt/ml/processing/output", training_image,
+        "-m", "inference.predict", "--model", "/opt/ml/processing/model/model.tar.gz",
+        "--input", "/opt/ml/processing/input/rows.csv", "--output", "/opt/ml/processing/output",
+        check=False, timeout=600,
+    )
+    assert result.returncode == 0, log_of(result)
+    assert names(output) == {"rows_predictions.csv"}, log_of(result)
+    scored = pd.read_csv(output / "rows_predictions.csv", dtype={"uid": str})
+    job = pd.read_csv(binary_job / "output" / "data" / "test_predictions.csv", dtype={"uid": str})
+    assert scored["uid"].tolist() == job["uid"].tolist() and scored["label"].tolist() == job["label"].tolist()
+    np.testing.assert_allclose(scored[["prob_0", "prob_1"]], job[["prob_0", "prob_1"]], atol=1e-5, rtol=0)
 
 
 def answers(url: str) -> bool:
