@@ -66,7 +66,7 @@ def measure(batch: int, length: int, device: torch.device, tiny: bool, steps: in
     from training.optimization import build_optimizer
 
     encoder = encoder_config(tiny)
-    config = demo_config(None, batch_size=batch, max_sen_len=length, fp16=True)
+    config = demo_config("bert-base-uncased", batch_size=batch, max_sen_len=length, fp16=True)  # encoder built below
     model = build_model(config, Backbone(encoder, None)).to(device).train()
     bert = next(iter(model.text_encoders.values())).bert
     non_embedding = sum(p.numel() for n, p in bert.named_parameters() if not n.startswith("embeddings."))

@@ -51,6 +51,11 @@ BENCHMARKS = {
         "Length-grouped vs random training batches, on the demo job",
         ">= 1.6x, test AUROC and F1 within 0.005",
     ),
+    "serving": (
+        "serving_speed.py",
+        "Endpoint req/s, rows/s and latency at batch 1 and 64, ONNX vs torch; batch scoring's peak memory",
+        "report; peak at 1M rows ~ at 100k",
+    ),
 }
 # the text chain's peak-memory figure (100,000 dialogues) is part of the suite
 EXTRA_ARGS = {"text_chain": ["--memory-rows", "100000"]}

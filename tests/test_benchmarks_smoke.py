@@ -119,6 +119,54 @@ def test_length_grouping(bert_512):
 
 
 @pytest.mark.benchmark
+def test_serving_speed(bert_512):
+    import serving_speed
+
+    figures = serving_speed.run(bert_512, requests=16, clients=4, train_rows=48, eval_rows=32, memory_rows=1000)
+    for engine in ("onnx", "torch"):
+        for batch in (1, 64):
+            load = figures[f"{engine}_batch{batch}"]
+            assert load["errors"] == 0 and load["p99_ms"] >= load["p50_ms"] > 0, load
+            assert load["rows_per_s"] == pytest.approx(load["requests_per_s"] * batch)
+    assert figures["batch_scoring_1000_rows"]["peak_rss_mb"] > 100 and figures["peak_memory_ratio"] > 0
+    assert "batch scoring 1000 rows peak" in serving_speed.headline(figures)
+
+
+@pytest.mark.benchmark
+def test_published_split_runs_a_model_class_and_a_variant_with_the_title(bert_512, tmp_path):
+    import subprocess
+
+    out = tmp_path / "rows.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "published_split.py"), "--model", bert_512, "--train-rows", "60",
+         "--eval-rows", "30", "--variant", "bert:model_class=bert,max_sen_len=32",
+         "--variant", "mb_title:model_class=multimodal_bert,title=true,max_sen_len=32,class_weights=[2.0,1.0]",
+         "--parallel", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    rows = {row["variant"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"bert", "mb_title"} and not any("error" in row for row in rows.values()), rows
+    assert all(0 <= row["pr_auc"] <= 1 and 0 <= row["f1"] <= 1 for row in rows.values())
+    assert "| mb_title |" in result.stdout and "Published:" in result.stdout
+
+
+def test_a_published_split_variant_keeps_commas_inside_a_list_and_title_makes_it_trimodal(tmp_path):
+    from published_split import hyperparameters, parse_variant
+
+    name, overrides = parse_variant("w:model_class=multimodal_bert,class_weights=[2.0,1.0],title=true,optimizer=SGD")
+    assert (name, overrides) == ("w", {"model_class": "multimodal_bert", "class_weights": [2.0, 1.0], "title": True,
+                                       "optimizer": "SGD"})
+    assert parse_variant("lstm") == ("lstm", {"model_class": "lstm"})
+    (tmp_path / "code" / "hyperparams").mkdir(parents=True)
+    (tmp_path / "code" / "hyperparams" / "hyperparameters.json").write_text(
+        json.dumps({"text_name": "Review Text", "full_field_list": ["Review Text", "y"], "lr": 5e-5}))
+    settings = hyperparameters(tmp_path, "/models/minilm", {"title": True, "lr": 3e-5})
+    assert settings == {"primary_text_name": "Review Text", "secondary_text_name": "Title",
+                        "full_field_list": ["Review Text", "y", "Title"], "lr": 3e-5, "tokenizer": "/models/minilm"}
+
+
+@pytest.mark.benchmark
 def test_gpu_plan_runs_tiny_on_cpu():
     import subprocess
 
