@@ -11,6 +11,7 @@ The mounts need root (or CAP_SYS_ADMIN); without it these tests fail, they never
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from contracts.failure import failure_reason as failure_reason_of
+from contracts.storage import writing_into
 from export.staging import WORK_PREFIX
 from helpers.data import hyperparameters, write_job
 from helpers.jobs import failure_reason, job_outputs
@@ -268,3 +271,27 @@ def test_output_folder_that_cannot_be_created_is_reported_in_the_log(tmp_path, t
     assert f"Job failed: {reason}" in caplog.text
     assert f"Could not write the failure file {base / 'output' / 'failure'}" in caplog.text
     assert sorted(p.name for p in base.iterdir()) == ["code", "input"]
+
+
+def test_a_full_disk_is_named_by_folder_even_when_the_error_names_no_file(tmp_path):
+    """torch.save's error names no file and keeps the OSError only as its context; a raw ENOSPC that
+    no step wrapped is still "no space left", with the file's folder when it names one."""
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as full:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from full
+    except RuntimeError as exc:
+        wrapped = exc
+    with pytest.raises(Exception) as raised, writing_into(tmp_path / "checkpoints", "checkpoints"):
+        raise wrapped
+    assert failure_reason_of(raised.value) == (
+        f"No space left on device while writing checkpoints to {tmp_path / 'checkpoints'}: free space there, "
+        "or give the job a larger volume (VolumeSizeInGB)."
+    )
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded", str(tmp_path / "output" / "data" / "metrics.json"))
+    assert failure_reason_of(quota).startswith(
+        f"No space left on device while writing to {tmp_path / 'output' / 'data'}:"
+    )
+    with pytest.raises(RuntimeError, match="unexpected pos"), writing_into(tmp_path, "the model"):
+        raise RuntimeError("unexpected pos 1 vs 2")  # not a full disk: left as it is

@@ -6,9 +6,9 @@ What a signal does depends on where the job is:
   raises ``Interrupted`` at once; nothing is lost that a restart does not redo;
 - during training (``deferred``): it only raises the flag that ``training.interruption`` acts on
   at the end of the current step, after saving ``last.ckpt``;
-- once the outputs start moving into place (``let_finish``): it is logged and the job finishes,
-  since stopping then could only leave a half-moved set of outputs, or, once they are moved,
-  report a failure of a job that succeeded.
+- once the outputs start moving into place (``let_finish``, which first raises for a stop that a
+  library swallowed): it is logged and the job finishes, since stopping then could only leave a
+  half-moved set of outputs or, once they are moved, report a failure of a job that succeeded.
 
 The warning it logs names the job step the signal arrived in (the innermost function of
 ``job.steps`` running at the time, or ``imports``), so a log tells where a stop met the job.
@@ -59,7 +59,9 @@ class StopRequest:
             raise Interrupted(OUTSIDE_TRAINING)
 
     def let_finish(self) -> None:
-        """From now on a signal is logged and the job carries on: its outputs are moving into place."""
+        """The outputs are about to move into place: a stop received so far ends the job now (the ONNX
+        exporter, for one, catches it and carries on); from here on a signal is logged and the job finishes."""
+        self.check()
         self.finishing = True
 
     @contextlib.contextmanager
