@@ -58,8 +58,8 @@ class ContractPaths:
     def written_folders(self) -> dict[str, Path]:
         """What the job writes where, with the setting that moves it: the folders it must be able to write.
 
-        ``output/`` is created when it is missing (SageMaker creates it; a local base folder may not
-        have it yet); a missing folder whose parent cannot be created fails the check like a read-only one.
+        A missing folder is fine when it can be created (SageMaker creates ``output/``; a local base
+        folder may not have it yet); one whose parent cannot be created fails the check like a read-only one.
         """
         return {
             "the failure file (output/ of SAGEMAKER_BASE_DIR)": self.output_dir,

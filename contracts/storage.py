@@ -26,13 +26,14 @@ MORE_SPACE = "free space there, or give the job a larger volume (VolumeSizeInGB)
 
 
 def check_writable(folders: Mapping[str, Path], create: bool = True) -> None:
-    """Create each folder (parents too) and a file in it, then remove the file; ``folders`` maps what
-    the job writes there (and the setting that moves it) to the folder. ``create`` False (a dry run):
-    only the folders that exist are tried, and nothing is created. Raises ``StorageError`` naming the
-    first folder that refuses."""
+    """Create each folder (parents too) and a file in it, then remove both: the folders are left as
+    they were. ``folders`` maps what the job writes there (and the setting that moves it) to the
+    folder. ``create`` False (a dry run): only the folders that exist are tried. Raises
+    ``StorageError`` naming the first folder that refuses."""
     for what, folder in folders.items():
         if not create and not folder.is_dir():
             continue
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
@@ -45,6 +46,10 @@ def check_writable(folders: Mapping[str, Path], create: bool = True) -> None:
                 f"Cannot write {what} to {folder}: {problem}{at}. Make the folder writable for the job's user "
                 "(a read-write mount, its owner, no root squashing on NFS), or move it."
             ) from exc
+        finally:
+            for made in missing:  # innermost first
+                with contextlib.suppress(OSError):
+                    made.rmdir()
 
 
 def out_of_space(exc: BaseException) -> OSError | None:

@@ -154,9 +154,10 @@ def configure(paths: ContractPaths, switches: RunSwitches, run: RunRecord) -> Se
 
 
 def check_folders(paths: ContractPaths, create: bool = True) -> None:
-    """Before any slow work: each folder the job writes to takes a file. A read-only mount, a folder
-    of another user or an ``output/`` that cannot be created fails here, not after training. A dry
-    run (``create`` False) writes in a scratch folder: it only tries the folders that exist."""
+    """Before any slow work: each folder the job writes to takes a file (the check leaves no trace).
+    A read-only mount, a folder of another user or an ``output/`` that cannot be created fails here,
+    not after training. A dry run (``create`` False) writes in a scratch folder: it only tries the
+    folders that exist."""
     check_writable(paths.written_folders(), create=create)
 
 
