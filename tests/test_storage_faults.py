@@ -172,13 +172,18 @@ def test_full_disk_while_saving_a_checkpoint(tmp_path, tiny_bert, run_main, moun
     assert torch.load(last, weights_only=True)["global_step"] == 8
 
 
-def test_full_disk_while_exporting_the_model(tmp_path, tiny_bert, run_main, mounts, previous_job):
+@pytest.mark.parametrize(
+    "room",
+    [64 * 1024, 256 * 1024],  # model.pth takes about 110 KB, the files before the ONNX graph 140 KB, model.onnx 400 KB
+    ids=["in model.pth", "in the ONNX exporter"],
+)
+def test_full_disk_while_exporting_the_model(room, tmp_path, tiny_bert, run_main, mounts, previous_job):
     """model/ on its own small volume: the export fails, model/ keeps the previous model file for file."""
     base = write_job(tmp_path / "job", hyperparameters(tiny_bert, **HPARAMS), rows=ROWS)
     model = mounts.tmpfs(tmp_path / "model_volume", size="2m")
     with_previous_outputs(base, previous_job, model_dir=model)
     before = outputs(model, base / "output" / "data")
-    filler = fill(model, leave=64 * 1024)  # less than model.pth
+    filler = fill(model, leave=room)
     env = {"SM_MODEL_DIR": str(model)}
 
     assert run_main(base, env) == 1
