@@ -23,3 +23,7 @@ class ExportError(UserError):
 
 class Interrupted(UserError):
     """The job was stopped from outside (job stop, spot interruption); the message says what was saved."""
+
+
+class StorageError(UserError):
+    """A folder the job writes to cannot be written (read-only, not permitted) or its disk is full."""

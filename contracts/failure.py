@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from contracts.errors import UserError
+from contracts.storage import full_folder, no_space_reason, out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ def failure_reason(exc: BaseException) -> str:
             "interrupted (Ctrl+C, or an exit raised inside the job) before it finished; a restart with the same "
             "config resumes from the newest checkpoint, if training had written one."
         )
+    elif (full := out_of_space(exc)) is not None:  # a write that no job step named the folder of
+        reason = no_space_reason(full_folder(full))
     elif _is_device_out_of_memory(exc):
         reason = f"{DEVICE_MEMORY_FIX} ({first})"
     elif isinstance(exc, MemoryError) or HOST_OUT_OF_MEMORY in message:
@@ -54,6 +57,9 @@ def write_failure(path: Path, exc: BaseException) -> str:
     reason = failure_reason(exc)
     details = str(exc).strip().splitlines()[1:]
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([reason, *details, "", trace]), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join([reason, *details, "", trace]), encoding="utf-8")
+    except OSError as problem:  # a read-only or full output/: the log is all that is left
+        log.error("Could not write the failure file %s (%s); the reason is only in this log", path, problem)
     return reason

@@ -55,6 +55,19 @@ class ContractPaths:
     def text_cache_dir(self) -> Path:
         return self.checkpoints_dir / TEXT_CACHE_FOLDER
 
+    def written_folders(self) -> dict[str, Path]:
+        """What the job writes where, with the setting that moves it: the folders it must be able to write.
+
+        A missing folder is fine when it can be created (SageMaker creates ``output/``; a local base
+        folder may not have it yet); one whose parent cannot be created fails the check like a read-only one.
+        """
+        return {
+            "the failure file (output/ of SAGEMAKER_BASE_DIR)": self.output_dir,
+            "the model (SM_MODEL_DIR)": self.model_dir,
+            "checkpoints and the text cache (checkpointconfig.json's LocalPath)": self.checkpoints_dir,
+            "the evaluation files (SM_OUTPUT_DATA_DIR)": self.output_data_dir,
+        }
+
     def with_outputs_in(self, folder: Path) -> ContractPaths:
         """The same inputs, with every location the job writes to moved into ``folder``."""
         return replace(

@@ -53,8 +53,10 @@ def write_model_files(
     tokenizer,
     config: Config,
 ) -> None:
-    torch.save(model.state_dict(), directory / "model.pth")
-    torch.save(bundle, directory / "model_artifacts.pth")
+    # Through a Python file: a full disk then raises ENOSPC, where torch's own file writer raises a bare RuntimeError.
+    for name, content in (("model.pth", model.state_dict()), ("model_artifacts.pth", bundle)):
+        with open(directory / name, "wb") as f:
+            torch.save(content, f)
     write_json_and_pickle(directory / "impute_dict", bundle["imputation"])
     write_json_and_pickle(directory / "risk_table_map", bundle["categorical_processor_mappings"])
     tokenizer.save_pretrained(str(directory))

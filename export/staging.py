@@ -40,8 +40,12 @@ def staged_directories(*final_dirs: Path, keep: frozenset[str] = frozenset()) ->
     """One staging folder per final folder; all move into place when the block succeeds, none when it fails."""
     for final_dir in final_dirs:  # all before any new work folder, in case two final folders are one
         _remove_leftovers(final_dir)
-    works = [_work_folder(final_dir) for final_dir in final_dirs]
+    works: list[Path] = []
     try:
+        for final_dir in final_dirs:  # named before it is made: a stop in between leaves nothing behind
+            works.append(_work_folder_name(final_dir))
+            (works[-1] / "new").mkdir(parents=True)
+            (works[-1] / "replaced").mkdir()
         yield tuple(work / "new" for work in works)
         _commit(list(zip(works, final_dirs)), keep)
     finally:
@@ -76,11 +80,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _work_folder(final_dir: Path) -> Path:
-    work = final_dir / f"{WORK_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    (work / "new").mkdir(parents=True)
-    (work / "replaced").mkdir()
-    return work
+def _work_folder_name(final_dir: Path) -> Path:
+    return final_dir / f"{WORK_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _commit(pairs: list[tuple[Path, Path]], keep: frozenset[str]) -> None:

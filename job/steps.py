@@ -1,8 +1,8 @@
 """The steps of the job, in order; ``pytorch_training.py`` and the dry run call the same functions.
 
-configure -> load the pretrained model -> load an earlier job's model to start from, if given ->
-read and check the data -> find the checkpoint to resume -> preprocess -> build the model -> train
--> (global rank 0, staged) export, evaluate, record.
+configure -> check the output folders -> load the pretrained model -> load an earlier job's model
+to start from, if given -> read and check the data -> find the checkpoint to resume -> preprocess ->
+build the model -> train -> (global rank 0, staged) export, evaluate, record.
 
 Each step takes the small named objects earlier steps returned and returns its own; nothing else
 passes between steps. A step does its work through the library packages (``processing``,
@@ -27,6 +27,7 @@ from transformers import PreTrainedTokenizerBase
 from contracts.environment import RunSwitches
 from contracts.paths import ContractPaths
 from contracts.platform import read_cluster
+from contracts.storage import check_writable, writing_into
 from evaluation.report import SplitResult, metric_scalars, write_evaluation
 from export.manifest import RunRecord
 from export.model_files import artifacts_bundle, write_model_files
@@ -51,9 +52,9 @@ from processing.validation import validate_splits
 from training.checkpoints import checkpoint_to_resume, data_digests, run_fingerprint
 from training.data import fit_loaders
 from training.distributed import ProcessPlan, local_rank_zero_first, others_wait_for_global_zero, plan_processes
-from training.interruption import StopRequest
 from training.rank_failures import rank_failures
 from training.resume_decision import agreed_checkpoint
+from training.stop_request import StopRequest
 from training.tracking import training_loggers
 from training.trainer import build_trainer, fit, trained_model, training_module
 
@@ -136,6 +137,8 @@ class Staging:
 
     model_dir: Path
     data_dir: Path
+    final_model_dir: Path
+    final_data_dir: Path
 
 
 def configure(paths: ContractPaths, switches: RunSwitches, run: RunRecord) -> Setup:
@@ -150,6 +153,14 @@ def configure(paths: ContractPaths, switches: RunSwitches, run: RunRecord) -> Se
     plan = plan_processes(upstream.config, cluster=cluster)
     pl.seed_everything(upstream.config.seed, workers=True, verbose=False)
     return Setup(upstream.config, plan, on_sagemaker=cluster is not None)
+
+
+def check_folders(paths: ContractPaths, create: bool = True) -> None:
+    """Before any slow work: each folder the job writes to takes a file (the check leaves no trace).
+    A read-only mount, a folder of another user or an ``output/`` that cannot be created fails here,
+    not after training. A dry run (``create`` False) writes in a scratch folder: it only tries the
+    folders that exist."""
+    check_writable(paths.written_folders(), create=create)
 
 
 def load_pretrained(config: Config) -> Pretrained:
@@ -194,7 +205,8 @@ def preprocess(setup: Setup, pretrained: Pretrained, data: InputData, cache_dir:
     quality = setup.checks_quality
     if cache_dir is None:
         return prepare_data(setup.config, data.frames, pretrained.tokenizer, data.files, check_quality=quality)
-    with local_rank_zero_first(cache_dir, run_fingerprint(setup.config, data.digests)):
+    ready = local_rank_zero_first(cache_dir, run_fingerprint(setup.config, data.digests))
+    with writing_into(cache_dir, "the text cache"), ready:
         return prepare_data(
             setup.config, data.frames, pretrained.tokenizer, data.files, TextCache(cache_dir), check_quality=quality
         )
@@ -230,18 +242,23 @@ def train(
         config, plan, len(prepared.splits["train"]), paths.checkpoints_dir, loggers, resume.data_digests, stop,
         metric_lines=setup.reports, interactive=not setup.on_sagemaker,
     )
-    with rank_failures(trainer, paths.failure_file, paths.checkpoints_dir):
+    with (
+        rank_failures(trainer, paths.failure_file, paths.checkpoints_dir),
+        writing_into(paths.checkpoints_dir, "checkpoints"),
+    ):
         fit(trainer, module, train_loader, val_loader, resume.checkpoint)
     return Trained(trained_model(trainer, module, config, pretrained.backbone), trainer)
 
 
 @contextlib.contextmanager
-def global_rank_zero_outputs(paths: ContractPaths, trained: Trained) -> Iterator[Staging | None]:
+def global_rank_zero_outputs(paths: ContractPaths, trained: Trained, stop: StopRequest) -> Iterator[Staging | None]:
     """Staging folders on global rank 0 (None on the other ranks, which wait here for it).
 
     ``model/`` and the evaluation files in ``output/data`` move into place together when the block
     succeeds, so a failure anywhere in it leaves the previous run's outputs untouched. The training
-    curves, written during training beside the evaluation files, are left where they are.
+    curves, written during training beside the evaluation files, are left where they are. From the
+    start of the move on, a stop no longer ends the job (``StopRequest.let_finish``): a stop during
+    the renames would leave a mix of old and new files, and one after them would fail a finished job.
     """
     with others_wait_for_global_zero(trained.trainer) as writer:
         if not writer:
@@ -249,7 +266,9 @@ def global_rank_zero_outputs(paths: ContractPaths, trained: Trained) -> Iterator
             return
         keep = frozenset({paths.training_log_dir.name})
         with staged_directories(paths.model_dir, paths.output_data_dir, keep=keep) as (model_dir, data_dir):
-            yield Staging(model_dir, data_dir)
+            yield Staging(model_dir, data_dir, paths.model_dir, paths.output_data_dir)
+            stop.let_finish()
+            log.info("Moving the outputs into place")
         log.info("Model in %s, evaluation in %s", paths.model_dir, paths.output_data_dir)
 
 
@@ -273,12 +292,13 @@ def export(
         prepared.tabular.risk_tables.to_artifact(),
         embedding_matrix=built.embeddings,
     )
-    write_model_files(staging.model_dir, model, bundle, tokenizer, config)
     val = prepared.splits["val"]
     collate = BatchCollator.of(val, config, pretrained.pad_id)
-    return export_verified_onnx(
-        model, collate, len(val), staging.model_dir / "model.onnx", pretrained.backbone.max_positions
-    )
+    with writing_into(staging.final_model_dir, "the model"):
+        write_model_files(staging.model_dir, model, bundle, tokenizer, config)
+        return export_verified_onnx(
+            model, collate, len(val), staging.model_dir / "model.onnx", pretrained.backbone.max_positions
+        )
 
 
 def evaluate(
@@ -294,7 +314,8 @@ def evaluate(
         results[split] = SplitResult(
             encoded.labels, engine.probabilities(loader), data.frames[split], data.files[split]
         )
-    return write_evaluation(staging.data_dir, config, results, step=trained.trainer.global_step)
+    with writing_into(staging.final_data_dir, "the evaluation files"):
+        return write_evaluation(staging.data_dir, config, results, step=trained.trainer.global_step)
 
 
 def record(
@@ -307,16 +328,17 @@ def record(
     metrics: dict,
 ) -> None:
     """``manifest.json``, written last: where the model came from and how it went."""
-    run.write_manifest(
-        staging.model_dir,
-        config=config,
-        files=data.files,
-        frames=data.frames,
-        model=trained.model,
-        trainer=trained.trainer,
-        onnx_parity=onnx_parity,
-        metrics=metrics,
-    )
+    with writing_into(staging.final_model_dir, "the manifest"):
+        run.write_manifest(
+            staging.model_dir,
+            config=config,
+            files=data.files,
+            frames=data.frames,
+            model=trained.model,
+            trainer=trained.trainer,
+            onnx_parity=onnx_parity,
+            metrics=metrics,
+        )
 
 
 def track(paths: ContractPaths, trained: Trained, metrics: dict) -> None:

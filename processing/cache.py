@@ -6,7 +6,8 @@ the source of the modules that read and encode text, and the versions of the lib
 Unicode data that decide their output. A changed file, setting, tokenizer or chain therefore never
 reuses a stale entry, with no version number to remember to bump (any edit of those modules, a
 comment included, costs one re-tokenization). Entries are written to a temporary name and renamed,
-so a killed job leaves no half-written entry.
+so a killed job leaves no half-written entry; a write that fails (a full disk, a stop) removes its
+temporary file.
 """
 
 from __future__ import annotations
@@ -107,11 +108,14 @@ class TextCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"{key}.npz"
         partial = self.folder / f".{key}.{os.getpid()}.partial.npz"
-        np.savez(
-            partial,
-            token_ids=chunks.token_ids,
-            chunk_offsets=chunks.chunk_offsets,
-            sample_offsets=chunks.sample_offsets,
-            stats=np.array(json.dumps(dataclasses.asdict(stats))),
-        )
-        os.replace(partial, final)
+        try:
+            np.savez(
+                partial,
+                token_ids=chunks.token_ids,
+                chunk_offsets=chunks.chunk_offsets,
+                sample_offsets=chunks.sample_offsets,
+                stats=np.array(json.dumps(dataclasses.asdict(stats))),
+            )
+            os.replace(partial, final)
+        finally:  # a full disk or a stop mid-write leaves neither a partial file nor a half entry
+            partial.unlink(missing_ok=True)

@@ -130,8 +130,8 @@ def test_layers_import_only_downwards():
     assert wrong == []
 
 
-STEPS = ("configure", "load_pretrained", "load_parent_model", "read_data", "find_checkpoint", "preprocess", "build",
-         "train", "global_rank_zero_outputs", "export", "evaluate", "record", "track")
+STEPS = ("configure", "check_folders", "load_pretrained", "load_parent_model", "read_data", "find_checkpoint",
+         "preprocess", "build", "train", "global_rank_zero_outputs", "export", "evaluate", "record", "track")
 
 
 @pytest.fixture

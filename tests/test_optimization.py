@@ -202,7 +202,7 @@ def test_fp16_precision_follows_the_hardware(monkeypatch, caplog, cuda, gpu_bf16
 def test_fsdp_with_fp16_on_gpus_without_bf16_is_refused_up_front(tiny_bert, monkeypatch, tmp_path):
     from training import trainer
     from training.distributed import ProcessPlan
-    from training.interruption import StopRequest
+    from training.stop_request import StopRequest
 
     monkeypatch.setattr(trainer, "choose_precision", lambda fp16, accelerator: "16-mixed")  # an older GPU
     config = validate_config(hyperparameters(tiny_bert, fp16=True, strategy="fsdp"))

@@ -11,53 +11,26 @@ A validation that the signal cuts short, or that was due right after the step th
 is not redone: the resumed run trains on from the next batch (Lightning's resume semantics). The
 weights are unaffected; early stopping and the best checkpoint miss that one validation.
 
-``StopRequest``'s handler is installed for the whole job by the entry script, and Lightning is
-kept from installing its own (``keep_lightning_off_sigterm``). Lightning's handler broadcasts
-from inside the signal handler, where the broadcast can meet a different collective on another
-rank, and makes its loops raise ``SIGTERMException`` at the next batch without a checkpoint.
+``StopRequest``'s handler (``training.stop_request``) is installed for the whole job by the entry
+script, before its heavy imports, and Lightning is kept from installing its own
+(``keep_lightning_off_sigterm``). Lightning's handler broadcasts from inside the signal handler,
+where the broadcast can meet a different collective on another rank, and makes its loops raise
+``SIGTERMException`` at the next batch without a checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 
 from contracts.errors import Interrupted
+from training.stop_request import StopRequest
 
 log = logging.getLogger(__name__)
-
-
-class StopRequest:
-    """The SIGTERM handler and what it received."""
-
-    def __init__(self) -> None:
-        self.received = False
-        self.deferred = False
-
-    def handle(self, signum: int, frame: Any) -> None:
-        self.received = True
-        log.warning("Received signal %d; stopping", signum)
-        if not self.deferred:
-            raise Interrupted(
-                "interrupted (SIGTERM) outside training; a restart with the same config resumes from the newest "
-                "checkpoint, if training had written one"
-            )
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[StopRequest]:
-        previous = signal.signal(signal.SIGTERM, self.handle)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
 
 class _SignalConnectorWithoutSigterm(_SignalConnector):

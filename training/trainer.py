@@ -23,12 +23,13 @@ from models.registry import build_model
 from training.checkpoints import LAST, AtomicCheckpointIO, RunState, saved_run
 from training.continuation import ContinuableEarlyStopping
 from training.distributed import ProcessPlan
-from training.interruption import StopOnSignal, StopRequest, keep_lightning_off_sigterm
+from training.interruption import StopOnSignal, keep_lightning_off_sigterm
 from training.module import ClassifierModule
 from training.precision import choose_precision
 from training.progress import TuningMetricLines, progress_callback
 from training.sampling import ResumableLoader
 from training.sharding import ShardedClassifierModule
+from training.stop_request import StopRequest
 from training.timing import StepTimer
 from training.tracking import LogConfiguration
 
