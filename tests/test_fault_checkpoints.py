@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from helpers.data import hyperparameters, write_job
-from helpers.jobs import failure_reason
+from helpers.jobs import failure_reason, run_job_in_process
 from training.checkpoint_integrity import inspect_checkpoint
 
 ROWS = (96, 16, 16)  # 6 steps per epoch
@@ -26,12 +26,8 @@ HPARAMS = {"max_epochs": 2, "val_check_interval": 0.5, "early_stop_patience": 20
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory, tiny_bert):
     """A finished job: its checkpoint folder holds last.ckpt and the best epoch=N-step=M.ckpt."""
-    import pytorch_training
-
     base = write_job(tmp_path_factory.mktemp("finished"), hyperparameters(tiny_bert, **HPARAMS), rows=ROWS)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SAGEMAKER_BASE_DIR", str(base))
-        assert pytorch_training.main([]) == 0
+    assert run_job_in_process(base) == 0
     return base
 
 

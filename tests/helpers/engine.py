@@ -551,19 +551,8 @@ def run_local_training_job(
         "channels": {name: path.as_uri() for name, path in channels.items()},
         "script_mode": script_mode,
     }
-    spec_file = work / "job.json"
-    spec_file.write_text(json.dumps(spec, indent=1))
-    try:
-        result = subprocess.run([str(python), str(SDKS[sdk].script), str(spec_file)],
-                                env=sdk_environment(engine, work), capture_output=True, text=True, timeout=timeout,
-                                check=False)
-    finally:
-        remove_compose_containers(engine, container_root)
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    try:
-        report = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        report = {}
+    result, report, _ = run_sdk_script(engine, python, SDKS[sdk].script, spec, work / "job.json", container_root,
+                                       timeout)
     archives, contents = {}, {}
     folder = Path(report["artifacts"]) if report.get("artifacts") else None
     for archive in sorted(folder.glob("*.tar.gz")) if folder and folder.is_dir() else []:
@@ -595,6 +584,29 @@ def free_port() -> int:
     with contextlib.closing(socket.socket()) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def run_sdk_script(
+    engine: Engine, python: Path, script: Path, spec: dict, spec_file: Path, container_root: Path, timeout: float
+) -> tuple[subprocess.CompletedProcess, dict, list[str]]:
+    """Run one of the SDK scripts (``tests/sagemaker_local/``) on ``spec`` in its own virtualenv:
+    the finished process, the JSON report on its last line of stdout ({} if none), and the compose
+    containers still running when it ended (all of them are removed afterwards)."""
+    spec_file.write_text(json.dumps(spec, indent=1))
+    left_running: list[str] = []
+    try:
+        result = subprocess.run([str(python), str(script), str(spec_file)],
+                                env=sdk_environment(engine, spec_file.parent), capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        left_running = compose_containers(engine, container_root, running=True)
+    finally:
+        remove_compose_containers(engine, container_root)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    try:
+        report = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        report = {}
+    return result, report, left_running
 
 
 def run_local_deployment(
@@ -635,21 +647,8 @@ def run_local_deployment(
         "requests": bodies,
         "transform": transform | {"input": Path(transform["input"]).as_uri(), "output": output.as_uri()},
     }
-    spec_file = work / "deployment.json"
-    spec_file.write_text(json.dumps(spec, indent=1))
-    left_running: list[str] = []
-    try:
-        result = subprocess.run([str(python), str(SDK_SCRIPTS / "deploy_model.py"), str(spec_file)],
-                                env=sdk_environment(engine, work), capture_output=True, text=True, timeout=timeout,
-                                check=False)
-        left_running = compose_containers(engine, container_root, running=True)
-    finally:
-        remove_compose_containers(engine, container_root)
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    try:
-        report = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        report = {}
+    result, report, left_running = run_sdk_script(engine, python, SDK_SCRIPTS / "deploy_model.py", spec,
+                                                  work / "deployment.json", container_root, timeout)
     return LocalDeployment(result.returncode, report, result.stdout + result.stderr, output, left_running)
 
 
