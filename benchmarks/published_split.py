@@ -1,7 +1,7 @@
 """The published clothing-review split: test F1, PR-AUC, AUROC and wall time per model class and variant.
 
 Every run is the whole job (``pytorch_training.py`` in a fresh process, as `make demo` runs it) on
-the published train/val/test split (``shared/data/clothing_benchmark_split.json``, every training
+the published train/val/test split (``demo/clothing_benchmark_split.json``, every training
 row), with the demo's hyperparameters (``demo/hyperparameters.json``: pretrained MiniLM, one
 epoch, bf16) and the overrides a variant names. Reported beside the published Multimodal-Toolkit
 figures on the same split (BERT-base: F1 0.957-0.968, PR-AUC 0.992-0.995).
