@@ -26,9 +26,9 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import lightning.pytorch as pl
 import torch
@@ -48,19 +48,25 @@ LAST = "last.ckpt"
 _STEP = re.compile(r"^epoch=(\d+)-step=(\d+)\.ckpt$")
 
 
+def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write`` fills a temporary file beside ``target`` (flushed to disk), which then replaces it:
+    a kill at any moment leaves the old file or the new one, never a part. A killed write's
+    temporary file (``.*.partial``) is removed at the next start."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        with open(partial, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
-        try:
-            with open(partial, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        write_atomically(Path(path), lambda f: torch.save(checkpoint, f))
 
 
 def data_digests(files: Mapping[str, SplitFiles]) -> dict[str, str]:

@@ -25,7 +25,6 @@ its reason.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,8 @@ from pathlib import Path
 import torch.distributed as dist
 
 from contracts.errors import ConfigError
+from processing.cache import file_sha256
+from training.checkpoints import write_atomically
 from training.distributed import TORCHRUN_VARIABLES, ProcessPlan, local_rank
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def _publish(store: dist.TCPStore, decide: Callable[[], Path | None], members: i
     if checkpoint is None:
         store.set("decision", json.dumps({"checkpoint": None}))
     else:
-        store.set("decision", json.dumps({"checkpoint": checkpoint.name, "sha256": _sha256(checkpoint)}))
+        store.set("decision", json.dumps({"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint)}))
         needed = [i for i in range(1, members) if store.get(f"answer/{i}") == b"need"]
         if needed:
             log.info("Sending %s to the ranks without it (processes %s)", checkpoint.name, needed)
@@ -123,35 +124,17 @@ def _follow(store: dist.TCPStore, folder: Path, index: int) -> Path | None:
                 )
             return None
         local = folder / name
-        if local.is_file() and _sha256(local) == decision["sha256"]:
+        if local.is_file() and file_sha256(local) == decision["sha256"]:
             store.set(f"answer/{index}", "have")
             log.info("Resuming from %s, the checkpoint global rank 0 chose (the same bytes)", local)
             return local
         store.set(f"answer/{index}", "need")
         count = int(store.get("bytes/count"))
-        _write_atomically(local, [store.get(f"bytes/{number}") for number in range(count)])
-        if _sha256(local) != decision["sha256"]:
+        chunks = [store.get(f"bytes/{number}") for number in range(count)]
+        write_atomically(local, lambda f: f.writelines(chunks))
+        if file_sha256(local) != decision["sha256"]:
             raise ConfigError(f"The copy of global rank 0's checkpoint in {local} differs from it; restart the job.")
         log.warning("Resuming from %s, received from global rank 0: this node's checkpoint folder lacked it", local)
         return local
     finally:
         store.set(f"done/{index}", "1")
-
-
-def _write_atomically(target: Path, chunks: list[bytes]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.received.partial"
-    try:
-        with open(partial, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
