@@ -191,3 +191,28 @@ def test_a_rank_zero_stuck_elsewhere_still_ends_within_the_bound(tmp_path):
         f"{RESTART.format('/opt/ml/checkpoints')}"
     )
     assert seconds < 30
+
+
+ORPHANED_RANK = """
+    import os, sys, time
+    sys.path.insert(0, {root!r})
+    from training.rank_failures import _parent_gone
+
+    if os.fork() == 0:  # the rank: its parent ends a moment after it starts to look
+        parent = os.getppid()
+        print("gone" if _parent_gone(parent, wait=10) else "still there", flush=True)
+        print("alive parent:", "gone" if _parent_gone(os.getppid(), wait=0.2) else "still there", flush=True)
+        os._exit(0)
+    time.sleep(0.5)
+    os._exit(0)
+"""
+
+
+@pytest.mark.multiprocess
+def test_a_rank_waits_for_its_killed_parent_to_be_gone_before_naming_the_cause():
+    """A killed rank 0's connections close before the kernel hands its children to another parent, so the
+    other rank can see the lost connection while ``getppid`` still names the dying process; it waits
+    for the change instead of blaming a rank elsewhere (CI caught the race once)."""
+    script = textwrap.dedent(ORPHANED_RANK.format(root=str(ROOT)))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.splitlines() == ["gone", "alive parent: still there"], done.stderr[-2000:]

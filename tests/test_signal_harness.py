@@ -36,7 +36,7 @@ import torch
 
 from export.staging import WORK_PREFIX
 from helpers.data import hyperparameters, write_job
-from helpers.jobs import MODEL_FILES, ROOT, job_outputs
+from helpers.jobs import MODEL_FILES, ROOT, failure_reason, job_outputs
 
 ROWS = (64, 16, 16)  # 4 steps per epoch, validation every 2 steps: checkpoints at steps 2, 4, 6, 8
 HPARAMS = {"max_epochs": 2, "val_check_interval": 0.5, "load_ckpt": True, "dropout_keep": 0.7}
@@ -288,3 +288,22 @@ def test_a_sigterm_at_any_of_twelve_moments_ends_cleanly_and_the_restart_complet
     # The long phases are met whatever the machine's load; the short ones are reported in the table.
     assert {"imports", "training", "export"} <= set(counts) and len(counts) >= 5, counts
     assert sum(r.outcome.startswith("exit 1") for r in results) >= 8, "most moments must stop the job"
+
+
+def test_a_sigterm_while_the_job_finds_its_folders_still_writes_the_failure(tmp_path, tiny_bert, run_main, monkeypatch):
+    """Moment 1 of the harness, made exact: the signal arrives while the entry script resolves the contract's
+    paths, before it knows where output/failure is. It still ends in a failure file and status 1 (CI
+    once met this moment and got a traceback without one)."""
+    import pytorch_training
+
+    resolve = pytorch_training.resolve_paths
+
+    def signalled_while_resolving():
+        os.kill(os.getpid(), signal.SIGTERM)
+        return resolve()
+
+    monkeypatch.setattr(pytorch_training, "resolve_paths", signalled_while_resolving)
+    base = write_job(tmp_path, hyperparameters(tiny_bert, **HPARAMS), rows=ROWS)
+    assert run_main(base) == 1
+    assert failure_reason(base).startswith("interrupted (SIGTERM) outside training")
+    assert not (base / "model").exists()

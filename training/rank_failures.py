@@ -184,7 +184,7 @@ def _rank_lost(exc: Exception, watchers: list[ChildRanks], parent: int, started_
         if watcher.failed.wait(3 * POLL_SECONDS):
             return watcher.reason
     detail = str(exc).strip().splitlines()[0][:300]
-    if started_by_lightning and local_rank() > 0 and os.getppid() != parent:
+    if started_by_lightning and local_rank() > 0 and _parent_gone(parent, wait=3 * POLL_SECONDS):
         return (
             f"Training rank 0 of this node vanished: the process that started this rank is gone, killed from "
             f"outside ({detail})"
@@ -193,6 +193,18 @@ def _rank_lost(exc: Exception, watchers: list[ChildRanks], parent: int, started_
         f"Training lost contact with another rank ({detail}): it failed or its instance stopped; its own "
         "output/failure and log say why"
     )
+
+
+def _parent_gone(parent: int, wait: float) -> bool:
+    """Whether the process that started this one has ended, waiting up to ``wait`` seconds: a killed
+    process's connections close before the kernel hands its children to another parent, so the lost
+    connection can be seen here a moment before ``getppid`` changes."""
+    deadline = time.monotonic() + wait
+    while os.getppid() == parent:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _first_line(path: Path) -> str:

@@ -2,6 +2,8 @@
 seconds of importing torch, Lightning and transformers, and a stop at any moment is reported.
 
 What a signal does depends on where the job is:
+- while the job finds its folders (``held``, the first lines of the entry script): it raises the
+  flag, and ``Interrupted`` follows as soon as a failure file can be written;
 - before training (imports, configuration, preprocessing) and after it (export, evaluation): it
   raises ``Interrupted`` at once; nothing is lost that a restart does not redo;
 - during training (``deferred``): it only raises the flag that ``training.interruption`` acts on
@@ -57,6 +59,17 @@ class StopRequest:
         dependencies at import time catch every ``Exception``, this job's stop included."""
         if self.received and not self.deferred and not self.finishing:
             raise Interrupted(OUTSIDE_TRAINING)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A stop inside only raises the flag; ``check()`` afterwards acts on it. For the first lines of
+        the job, where the failure file's location is not known yet and could not be written."""
+        before = self.deferred
+        self.deferred = True
+        try:
+            yield
+        finally:
+            self.deferred = before
 
     def let_finish(self) -> None:
         """The outputs are about to move into place: a stop received so far ends the job now (the ONNX
