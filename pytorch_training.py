@@ -52,12 +52,12 @@ log = logging.getLogger("pytorch_training")
 def main(argv: list[str] | None = None) -> int:
     stop = StopRequest()
     with stop.installed():  # first: a stop during the seconds of the imports below is reported too
-        with stop.held():  # a stop before the failure file's location is known waits for it
-            configure_logging()
-            paths = resolve_paths()
+        stop.hold()  # a stop before the failure file's location is known waits for it
+        configure_logging()
+        paths = resolve_paths()
         first_on_node = True  # a stop during the imports is reported by every process that gets it
         try:
-            stop.check()
+            stop.release()
             from evaluation.report import metric_lines
             from job.dry_run import DryRun
             from training.distributed import local_rank

@@ -2,7 +2,7 @@
 seconds of importing torch, Lightning and transformers, and a stop at any moment is reported.
 
 What a signal does depends on where the job is:
-- while the job finds its folders (``held``, the first lines of the entry script): it raises the
+- while the job finds its folders (``hold``, the first lines of the entry script): it raises the
   flag, and ``Interrupted`` follows as soon as a failure file can be written;
 - before training (imports, configuration, preprocessing) and after it (export, evaluation): it
   raises ``Interrupted`` at once; nothing is lost that a restart does not redo;
@@ -60,16 +60,16 @@ class StopRequest:
         if self.received and not self.deferred and not self.finishing:
             raise Interrupted(OUTSIDE_TRAINING)
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """A stop inside only raises the flag; ``check()`` afterwards acts on it. For the first lines of
-        the job, where the failure file's location is not known yet and could not be written."""
-        before = self.deferred
+    def hold(self) -> None:
+        """From here a stop only raises the flag, until ``release``: for the first lines of the job,
+        where the failure file's location is not known yet and could not be written."""
         self.deferred = True
-        try:
-            yield
-        finally:
-            self.deferred = before
+
+    def release(self) -> None:
+        """End ``hold``: a stop received meanwhile raises ``Interrupted`` now. Called as the first line of
+        the block that reports failures, so no moment is left where a stop escapes the report."""
+        self.deferred = False
+        self.check()
 
     def let_finish(self) -> None:
         """The outputs are about to move into place: a stop received so far ends the job now (the ONNX
