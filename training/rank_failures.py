@@ -50,6 +50,10 @@ from training.distributed import local_rank
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+# How long a rank that lost a connection waits to see the rank behind it exit: a rank that raised closes
+# its connections when Python shuts down (after writing its failure file), and shutting down an
+# interpreter with torch loaded can take seconds on a busy host.
+EXIT_WAIT = 10.0
 GRACE = 30.0  # seconds this process has to report a dead rank itself, and then to exit
 # What gloo and NCCL say when a peer's connections close (its process ended or its host is gone).
 LOST_PEER = (
@@ -180,11 +184,11 @@ def _rank_lost(exc: Exception, watchers: list[ChildRanks], parent: int, started_
     (a SIGTERM, say, which stops every rank together: the others' exits are not the cause)."""
     if not any(sign in str(exc) for sign in LOST_PEER):
         return None
-    for watcher in watchers:  # a rank this process started: its exit is seen within a poll or two
-        if watcher.failed.wait(3 * POLL_SECONDS):
+    for watcher in watchers:  # a rank this process started: its exit is usually seen within a poll or two
+        if watcher.failed.wait(EXIT_WAIT):
             return watcher.reason
     detail = str(exc).strip().splitlines()[0][:300]
-    if started_by_lightning and local_rank() > 0 and _parent_gone(parent, wait=3 * POLL_SECONDS):
+    if started_by_lightning and local_rank() > 0 and _parent_gone(parent, wait=EXIT_WAIT):
         return (
             f"Training rank 0 of this node vanished: the process that started this rank is gone, killed from "
             f"outside ({detail})"
