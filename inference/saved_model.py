@@ -85,11 +85,12 @@ class SavedModel:
         if frame.empty and not allow_empty:
             raise DataError(f"{source} has a header but no rows; there is nothing to score.")
 
-    def encode(self, frame: pd.DataFrame) -> EncodedSplit:
-        """The rows as model input, through the training job's text chains and tabular encoders."""
+    def encode(self, frame: pd.DataFrame, source: str = "input") -> EncodedSplit:
+        """The rows as model input, through the training job's text chains and tabular encoders.
+        ``source`` names the rows in an error: ``input`` (a file) or ``processing.numeric.REQUEST``."""
         texts = {role: self._pipelines[role].encode(frame[column].tolist())
                  for role, column in self.config.text_fields.items()}
-        tabular = self.tabular.transform(self.config, frame, "input")
+        tabular = self.tabular.transform(self.config, frame, source)
         return EncodedSplit(texts, tabular, np.zeros(len(frame), dtype=np.int64))
 
     @cached_property
@@ -97,9 +98,11 @@ class SavedModel:
         """The text chain of each text column, built once (a server encodes every request with them)."""
         return {role: text_pipeline(self.config, self.tokenizer, role) for role in self.config.text_fields}
 
-    def probabilities(self, frame: pd.DataFrame, engine: str = "onnx", device: str = "cpu") -> np.ndarray:
+    def probabilities(
+        self, frame: pd.DataFrame, engine: str = "onnx", device: str = "cpu", source: str = "input"
+    ) -> np.ndarray:
         """Class probabilities [rows, classes] in row order."""
-        encoded = self.encode(frame)
+        encoded = self.encode(frame, source)
         loader = scoring_loader(encoded, self.config, pad_id=self.tokenizer.pad_token_id or 0)
         return self._engine(engine, device).probabilities(loader)
 

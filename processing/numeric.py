@@ -17,13 +17,16 @@ from sklearn.exceptions import NotFittedError
 
 from contracts.errors import DataError
 
+REQUEST = "request"  # the rows of an endpoint request, which came in no file
+
 
 def parse_numeric(
     frame: pd.DataFrame, fields: Sequence[str], split: str, passthrough: Collection[str] = ()
 ) -> pd.DataFrame:
     """Columns as float64; a value that is present but not a finite number is a DataError that shows
-    it and its rows. ``passthrough`` names the categorical fields read as numbers (encoded upstream),
-    so the message gives their role and fix rather than tab_field_list's."""
+    it and its rows, in ``split``'s file (or, for ``REQUEST``, in the endpoint's request).
+    ``passthrough`` names the categorical fields read as numbers (encoded upstream), so the message
+    gives their role and fix rather than tab_field_list's."""
     return pd.DataFrame(
         {field: _numbers(frame[field], field, split, field in passthrough) for field in fields}, index=frame.index
     )
@@ -38,7 +41,7 @@ def _numbers(column: pd.Series, field: str, split: str, passthrough: bool) -> pd
     infinite = np.isinf(numbers.to_numpy())
     if infinite.any():
         raise DataError(
-            f"Column {field!r} in the {split} file has {int(infinite.sum())} infinite value(s) "
+            f"Column {field!r} in {_source(split)} has {int(infinite.sum())} infinite value(s) "
             f"({_examples(column[infinite])}) at {_rows(infinite)}; a model cannot learn from infinity: replace them "
             "with finite numbers, or empty the cells to have them imputed."
         )
@@ -59,13 +62,17 @@ def _unparsed_message(column: pd.Series, unparsed: np.ndarray, field: str, split
     if values.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any():
         listed = "cat_field_list" if passthrough else "tab_field_list"
         return (
-            f"Column {field!r} in the {split} file must hold one number per row ({role}) but holds lists or structs, "
+            f"Column {field!r} in {_source(split)} must hold one number per row ({role}) but holds lists or structs, "
             f"{where}; flatten it upstream into one numeric column per value, or remove it from {listed}."
         )
     return (
-        f"Column {field!r} in the {split} file must be numeric ({role}) but has {len(values)} non-numeric value(s), "
+        f"Column {field!r} in {_source(split)} must be numeric ({role}) but has {len(values)} non-numeric value(s), "
         f"{where}; clean them, or {other}."
     )
+
+
+def _source(split: str) -> str:
+    return "the request" if split == REQUEST else f"the {split} file"
 
 
 def _examples(values: pd.Series, limit: int = 5) -> str:

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from contracts.errors import UserError
 from inference.outputs import DEFAULT_THRESHOLD
 from inference.saved_model import SavedModel
+from processing.numeric import REQUEST
 from serving.formats import BadRequest, read_rows, render
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def create_app(settings: ServingSettings) -> Flask:
     def invocations() -> Response:
         rows = read_rows(request.get_data(), request.content_type, saved.row_columns, text_columns)
         saved.check_rows(rows, "The request")
-        probs = saved.probabilities(rows, settings.engine)
+        probs = saved.probabilities(rows, settings.engine, source=REQUEST)
         body, kind = render(saved.predictions(rows.drop(columns=[saved.config.label_name], errors="ignore"),
                                               probs, settings.threshold), request.headers.get("Accept"))
         return Response(body, status=200, content_type=kind)

@@ -174,7 +174,7 @@ BAD_REQUESTS = {
     "header missing a column": (lambda rows: b"uid,review,score,count\n1,great dress,4.5,3\n", "text/csv", None, 400,
                                 "The request has no column(s) ['region'], which the model reads"),
     "text in a numeric field": (lambda rows: as_csv(rows.head(2).assign(score=["4.5", "high"])), "text/csv", None, 400,
-                                "Column 'score' in the input file must be numeric"),
+                                "Column 'score' in the request must be numeric"),
     "infinity in a numeric field": (lambda rows: rows.head(2).assign(score=[4.5, float("inf")]).to_parquet(),
                                     "application/x-parquet", None, 400, "infinite value"),
     "not parquet": (lambda rows: b"PAR1 not really", "application/x-parquet", None, 400, "not a readable Parquet file"),
