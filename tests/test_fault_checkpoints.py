@@ -141,3 +141,36 @@ def test_checking_a_checkpoint_reads_it_at_disk_speed(tmp_path):
     print(f"checking a {path.stat().st_size / 1e6:.0f} MB checkpoint: {seconds:.2f}s")
     assert found.intact and found.run == {"fingerprint": "f"}
     assert seconds < 5
+
+
+@pytest.fixture(scope="module")
+def finished_job_exporting_best(tmp_path_factory, tiny_bert):
+    """A finished job under load_ckpt: the numbered checkpoint is the best one, whose weights it exported."""
+    params = hyperparameters(tiny_bert, **HPARAMS, load_ckpt=True)
+    base = write_job(tmp_path_factory.mktemp("finished_best"), params, rows=ROWS)
+    assert run_job_in_process(base) == 0
+    return base
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_weight_byte], ids=["truncated", "one byte changed"])
+def test_a_damaged_best_checkpoint_fails_the_export_naming_it_and_restoring_it_recovers(
+    finished_job_exporting_best, tmp_path, damage, run_main
+):
+    """Training is complete (last.ckpt is intact), but the weights load_ckpt exports are damaged: the job
+    fails before writing anything, naming the file and the way out; with the file restored it exports."""
+    base = shutil.copytree(finished_job_exporting_best, tmp_path / "job")
+    shutil.rmtree(base / "model")
+    best = numbered(base)
+    damage(best)
+    assert run_main(base) == 1
+    reason = failure_reason(base)
+    assert reason.startswith(f"The best checkpoint {best}, whose weights load_ckpt exports, cannot be used: "), reason
+    assert f"Training is complete and saved in {base / 'checkpoints' / 'last.ckpt'}: restore {best.name}" in reason
+    assert "Traceback" not in reason and "Unpickl" not in reason
+    assert not (base / "model").exists()
+
+    shutil.copy(numbered(finished_job_exporting_best), best)
+    assert run_main(base) == 0
+    expected = torch.load(finished_job_exporting_best / "model" / "model.pth", weights_only=True)
+    weights = torch.load(base / "model" / "model.pth", weights_only=True)
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)

@@ -20,6 +20,7 @@ from hyperparams.config import Config
 from models.backbone import Backbone
 from models.classifier import Classifier
 from models.registry import build_model
+from training.checkpoint_integrity import inspect_checkpoint
 from training.checkpoints import LAST, AtomicCheckpointIO, RunState, saved_run
 from training.continuation import ContinuableEarlyStopping
 from training.distributed import ProcessPlan
@@ -164,8 +165,28 @@ def fit(
 
 def exported_checkpoint(trainer: pl.Trainer, config: Config) -> str:
     """The checkpoint whose weights ``trained_model`` returns: the best one under ``load_ckpt`` when
-    one was saved; "" for the last step's weights. The manifest reports the same choice from it."""
-    return trainer.checkpoint_callback.best_model_path if config.load_ckpt else ""
+    one was saved; "" for the last step's weights. The manifest reports the same choice from it.
+
+    The best checkpoint is looked up by name in this run's checkpoint folder: a resumed checkpoint
+    records the path it had when it was written, and the folder may have moved since (restored to
+    another LocalPath, copied to another machine), where the old path is gone or another copy's."""
+    callback = trainer.checkpoint_callback
+    if not config.load_ckpt or not callback.best_model_path:
+        return ""
+    return str(Path(callback.dirpath) / Path(callback.best_model_path).name)
+
+
+def check_best_checkpoint(best: Path) -> None:
+    """Raise ConfigError naming ``best`` when it is damaged or gone: its weights are what ``load_ckpt``
+    exports, and no other checkpoint stands in for them without changing what the job delivers."""
+    found = inspect_checkpoint(best)
+    if not found.intact:
+        raise ConfigError(
+            f"The best checkpoint {best}, whose weights load_ckpt exports, cannot be used: {found.problem}. "
+            f"Training is complete and saved in {best.parent / LAST}: restore {best.name} (e.g. from the "
+            "checkpoint_s3_uri copy) and restart with the same config to export it, or delete the checkpoint "
+            "folder to train again."
+        )
 
 
 def trained_model(
@@ -185,6 +206,7 @@ def trained_model(
     if not trainer.is_global_zero:
         return None
     if best:
+        check_best_checkpoint(Path(best))
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         log.info("load_ckpt: exporting the weights of the best checkpoint %s", best)
     if state is None:
