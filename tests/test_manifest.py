@@ -115,9 +115,9 @@ def test_artifacts_list_every_other_model_file_with_its_hash(binary_job, manifes
         assert manifest["artifacts"][name]["bytes"] == (model_dir / name).stat().st_size
 
 
-def stub_trainer(best_path: str) -> SimpleNamespace:
+def stub_trainer(best_path: str, folder: str = "/opt/ml/checkpoints") -> SimpleNamespace:
     """What training_summary reads of a Trainer after fit."""
-    checkpoint = SimpleNamespace(best_model_path=best_path, best_model_score=None)
+    checkpoint = SimpleNamespace(best_model_path=best_path, best_model_score=None, dirpath=folder)
     return SimpleNamespace(checkpoint_callback=checkpoint, current_epoch=3, global_step=30, precision="32-true",
                            accelerator=object(), num_devices=1, num_nodes=1)
 
@@ -138,3 +138,11 @@ def test_exported_weights_are_those_trained_model_chose(load_ckpt, best_path, ex
     config = Config(id_name="uid", text_name="review", label_name="label", full_field_list=["uid", "review", "label"],
                     model_class="bert", load_ckpt=load_ckpt)
     assert training_summary(stub_trainer(best_path), config)["exported_weights"] == expected
+
+
+def test_the_exported_best_checkpoint_is_the_one_in_this_runs_folder():
+    """A resumed checkpoint records where the folder was when it was written; the export reads this run's."""
+    config = Config(id_name="uid", text_name="review", label_name="label", full_field_list=["uid", "review", "label"],
+                    model_class="bert", load_ckpt=True)
+    moved = stub_trainer("/mnt/old-job/checkpoints/epoch=1-step=20.ckpt", folder="/opt/ml/checkpoints")
+    assert training_summary(moved, config)["exported_weights"]["checkpoint"] == BEST
