@@ -58,18 +58,31 @@ def end(job: subprocess.Popen, timeout: float, *others: psutil.Process) -> int:
                 process.kill()
 
 
+def fault_after_first_checkpoint(base, job, fault, timeout: float) -> tuple[int | None, float]:
+    """Wait for the job's first checkpoint, then call ``fault``, which returns the process whose end
+    counts; return that process's exit status (None when it is not a child of this one) and the
+    seconds from the fault to its end. Whatever is left of the job is killed."""
+    watched = None
+    try:
+        wait_for_checkpoint(base, job)
+        watched = fault()
+        started = time.monotonic()
+        status = watched.wait(timeout=timeout)
+        return status, time.monotonic() - started
+    finally:
+        end(job, 0, *([watched] if watched not in (None, job) else []))
+
+
 @pytest.mark.multiprocess
 def test_a_sigkilled_rank_ends_the_job_with_its_reason_and_a_restart_resumes(tmp_path, tiny_bert):
     base = write_job(tmp_path, hyperparameters(tiny_bert, **HPARAMS), rows=ROWS)
     job = start(base)
-    try:
-        wait_for_checkpoint(base, job)
+
+    def kill_rank_one():
         second_rank(job).send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        status = job.wait(timeout=BOUND + 30)
-        seconds = time.monotonic() - killed
-    finally:
-        end(job, 0)
+        return job
+
+    status, seconds = fault_after_first_checkpoint(base, job, kill_rank_one, timeout=BOUND + 30)
     print(f"SIGKILL of rank 1 to the end of the job: {seconds:.1f}s (bound {BOUND:.0f}s)")
     log = (base / "job.log").read_text()
     assert status == 1, log[-3000:]
@@ -120,13 +133,7 @@ def test_a_rank_that_raises_ends_the_job_with_that_ranks_reason(tmp_path, tiny_b
     script = tmp_path / "job_with_a_faulty_rank.py"
     script.write_text(textwrap.dedent(FAULTY_RANK.format(root=str(ROOT))))
     job = start(base, script)
-    try:
-        wait_for_checkpoint(base, job)
-        checkpointed = time.monotonic()
-        status = job.wait(timeout=BOUND + 60)
-        seconds = time.monotonic() - checkpointed
-    finally:
-        end(job, 0)
+    status, seconds = fault_after_first_checkpoint(base, job, lambda: job, timeout=BOUND + 60)  # it faults itself
     print(f"first checkpoint to the end of the job, rank 1 failing in between: {seconds:.1f}s")
     assert status == 1, (base / "job.log").read_text()[-3000:]
     reason = failure_reason(base)
@@ -146,16 +153,13 @@ def test_a_sigkilled_rank_zero_ends_the_other_rank_with_a_reason(tmp_path, tiny_
     not outlive it, and says what happened in output/failure."""
     base = write_job(tmp_path, hyperparameters(tiny_bert, **HPARAMS), rows=ROWS)
     job = start(base)
-    other = None
-    try:
-        wait_for_checkpoint(base, job)
+
+    def kill_rank_zero():
         other = second_rank(job)
         job.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        other.wait(timeout=BOUND + 30)
-        seconds = time.monotonic() - killed
-    finally:
-        end(job, 0, *([other] if other else []))
+        return other
+
+    _, seconds = fault_after_first_checkpoint(base, job, kill_rank_zero, timeout=BOUND + 30)
     print(f"SIGKILL of rank 0 to the end of rank 1: {seconds:.1f}s (bound {BOUND:.0f}s)")
     reason = failure_reason(base)
     assert reason.startswith(
