@@ -40,7 +40,7 @@ from contracts.environment import RunSwitches
 from contracts.failure import failure_reason, write_failure
 from contracts.logs import configure_logging
 from contracts.paths import ContractPaths, resolve_paths
-from training.stop_request import StopRequest, stop_behind
+from training.stop_request import StopRequest
 
 if TYPE_CHECKING:
     from job.dry_run import DryRun
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 for line in metric_lines(run(paths, switches, stop).metrics):
                     print(line, flush=True)
         except (Exception, KeyboardInterrupt, SystemExit) as exc:  # an exit raised inside the job is a failure too
-            reported = stop_behind(exc) or exc  # a stop that a library wrapped into an error of its own
+            reported = stop.reported(exc)  # a stop that a library wrapped into an error of its own
             if first_on_node or not paths.failure_file.exists():
                 write_failure(paths.failure_file, reported)
             log.error("Job failed: %s", failure_reason(reported), exc_info=exc)

@@ -36,7 +36,7 @@ import torch
 
 from export.staging import WORK_PREFIX
 from helpers.data import hyperparameters, write_job
-from helpers.jobs import MODEL_FILES, ROOT, failure_reason, job_outputs
+from helpers.jobs import MODEL_FILES, ROOT, assert_failed_cleanly, failure_reason, job_outputs
 
 ROWS = (64, 16, 16)  # 4 steps per epoch, validation every 2 steps: checkpoints at steps 2, 4, 6, 8
 HPARAMS = {"max_epochs": 2, "val_check_interval": 0.5, "load_ckpt": True, "dropout_keep": 0.7}
@@ -307,3 +307,25 @@ def test_a_sigterm_while_the_job_finds_its_folders_still_writes_the_failure(tmp_
     assert run_main(base) == 1
     assert failure_reason(base).startswith("interrupted (SIGTERM) outside training")
     assert not (base / "model").exists()
+
+
+def test_a_sigterm_that_the_onnx_exporter_turns_into_its_own_error_is_reported_as_the_stop(
+    tmp_path, tiny_bert, run_main, monkeypatch
+):
+    """Moment 10 of the harness, made exact: the stop arrives inside the ONNX exporter, which catches it
+    and raises an error of its own with no link to it (as torch's "Failed to decompose the FX graph"
+    does; CI met this once). The failure file still says the job was interrupted, and nothing moves."""
+    from export import onnx_export
+
+    def exporter_that_swallows_the_stop(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises in here
+        except Exception:
+            pass
+        raise RuntimeError("Failed to decompose the FX graph for ONNX compatibility.")
+
+    monkeypatch.setattr(onnx_export.torch.onnx, "export", exporter_that_swallows_the_stop)
+    base = write_job(tmp_path, hyperparameters(tiny_bert, **HPARAMS), rows=ROWS)
+    assert_failed_cleanly(base, run_main(base), "interrupted (SIGTERM) outside training")
+    assert failure_reason(base).startswith("interrupted")

@@ -12,6 +12,9 @@ What a signal does depends on where the job is:
   library swallowed): it is logged and the job finishes, since stopping then could only leave a
   half-moved set of outputs or, once they are moved, report a failure of a job that succeeded.
 
+Once a stop was received, whatever error the job ends with is reported as the stop (``reported``):
+a library that caught it may have raised an error of its own instead.
+
 The warning it logs names the job step the signal arrived in (the innermost function of
 ``job.steps`` running at the time, or ``imports``), so a log tells where a stop met the job.
 """
@@ -59,6 +62,18 @@ class StopRequest:
         dependencies at import time catch every ``Exception``, this job's stop included."""
         if self.received and not self.deferred and not self.finishing:
             raise Interrupted(OUTSIDE_TRAINING)
+
+    def reported(self, exc: BaseException) -> BaseException:
+        """What the failure file reports for ``exc``, the error the job ends with: the ``Interrupted``
+        that ``exc`` is or wraps; else, once a stop was received, an ``Interrupted`` too, since a
+        library that caught the stop may raise an error of its own without it (the ONNX exporter
+        turns it into "Failed to decompose the FX graph"); else ``exc`` itself."""
+        found = stop_behind(exc)
+        if found is not None or not self.received:
+            return found or exc
+        interrupted = Interrupted(OUTSIDE_TRAINING)
+        interrupted.__cause__ = exc
+        return interrupted
 
     def hold(self) -> None:
         """From here a stop only raises the flag, until ``release``: for the first lines of the job,
